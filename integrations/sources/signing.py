@@ -1,0 +1,37 @@
+"""Shared signature helpers: constant-time comparison and timestamp windows."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from integrations.sources.base import SourceError
+
+
+def hmac_sha256(secret: bytes, message: bytes) -> bytes:
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def any_matches(expected: list[bytes], given: list[bytes]) -> bool:
+    """Constant-time: every pair is compared, no early exit on the first match."""
+    found = False
+    for exp in expected:
+        for giv in given:
+            found |= hmac.compare_digest(exp, giv)
+    return found
+
+
+def check_timestamp(raw: str | None, *, now: float, tolerance: int, header: str) -> int:
+    if raw is None or raw.strip() == "":
+        raise SourceError(401, "missing_timestamp", f"Missing {header} header.")
+    try:
+        ts = int(raw.strip())
+    except ValueError:
+        raise SourceError(401, "bad_timestamp", f"{header} must be unix seconds, got {raw[:40]!r}.") from None
+    if abs(now - ts) > tolerance:
+        raise SourceError(
+            401,
+            "stale_timestamp",
+            f"{header} is {int(now - ts)} s away from our clock; at most {tolerance} s is accepted.",
+        )
+    return ts
