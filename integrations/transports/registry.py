@@ -3,7 +3,12 @@ registered here, plus its tests (see README "Adding a destination kind")."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import httpx
+
+    from integrations.transports.base import DeliveryRequest, DeliveryResult
 
 
 class DestinationKind(Protocol):
@@ -11,6 +16,18 @@ class DestinationKind(Protocol):
     label: str
 
     def validate_config(self, config: dict[str, Any]) -> list[str]: ...
+
+    def deliver(
+        self,
+        config: dict[str, Any],
+        secret: str,
+        request: DeliveryRequest,
+        *,
+        client: httpx.Client | None = None,
+        timeouts: tuple[float, float] | None = None,
+    ) -> DeliveryResult:
+        """Send one record version; return the result or raise ``base.TransportError``."""
+        ...
 
 
 _KINDS: dict[str, Any] = {}
