@@ -362,6 +362,14 @@ class SyncRecord(models.Model):
     )
     prepared_rules = models.JSONField(default=list, blank=True)
     idempotency_key = models.CharField(max_length=120, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for the next attempt (a resend); copied onto that attempt.",
+    )
     parent_source_id = models.CharField(max_length=255, blank=True, help_text="The parent this record links to.")
     group_key = models.CharField(
         max_length=255, blank=True, help_text="Related records of one entity (merged by the mapping) share this."
@@ -506,11 +514,15 @@ class ReviewItem(models.Model):
 
 
 class RecordLink(models.Model):
-    """Source id → destination id, once delivered. Later changes go as updates."""
+    """One row per source record id of an integration: its destination id once delivered (later
+    changes go as updates), and a lease so only one worker delivers a given source record at a
+    time (two workers creating the same record concurrently would duplicate it at the partner)."""
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="links")
     source_id = models.CharField(max_length=255)
-    destination_id = models.CharField(max_length=255)
+    destination_id = models.CharField(max_length=255, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=64, blank=True)
     last_version = models.ForeignKey(MappingVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     last_source_updated_at = models.DateTimeField(null=True, blank=True)
     last_record = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -528,3 +540,24 @@ class RecordLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.integration.slug}:{self.source_id} → {self.destination_id}"
+
+
+class ActionLog(models.Model):
+    """Who did what to records and review items (resends, edits, resolutions, imports)."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=60)
+    record = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.CASCADE, related_name="actions")
+    review_item = models.ForeignKey(
+        ReviewItem, null=True, blank=True, on_delete=models.CASCADE, related_name="actions"
+    )
+    note = models.TextField(blank=True)
+    details = exact_json_field(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["record", "created_at"], name="action_record_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

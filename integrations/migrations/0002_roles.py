@@ -12,6 +12,7 @@ VIEW_ALL = [
     "integrations.view_reviewitem",
     "integrations.view_recordlink",
     "integrations.view_importbatch",
+    "integrations.view_actionlog",
 ]
 SUPPORT = VIEW_ALL + [
     "integrations.resend_syncrecord",
