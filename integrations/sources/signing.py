@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 
@@ -35,3 +37,16 @@ def check_timestamp(raw: str | None, *, now: float, tolerance: int, header: str)
             f"{header} is {int(now - ts)} s away from our clock; at most {tolerance} s is accepted.",
         )
     return ts
+
+
+def b64decode_or_none(value: str) -> bytes | None:
+    """Strict standard base64 (padding optional); None for anything else, never an exception."""
+    text = value.strip()
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
