@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 
 MAX_RECORDS_PER_REQUEST = 1000
 MAX_ID_LENGTH = 200  # ids are stored in 255-character columns; longer ones are hashed
+_SUBMICROSECONDS = re.compile(r"(\.\d{6})\d+")  # Shopify sends nanoseconds; datetime holds microseconds
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -130,7 +132,7 @@ def iso_datetime(value: Any, *, naive_is_utc: bool = False) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(_SUBMICROSECONDS.sub(r"\1", value.strip(), count=1))
     except ValueError:
         return None
     if parsed.tzinfo is None:
