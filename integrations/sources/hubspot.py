@@ -18,8 +18,9 @@ Target URL receives the events of every portal that installed it, so the event i
 ``attemptNumber`` changes), distinct across portals and subscriptions. Events carry the changed
 property, not the whole record.
 
-Answers: any 2xx is delivered. HubSpot retries failures (connection errors, timeouts, 5xx, 429)
-up to 10 times over 24 hours; a batch is stored whole or refused whole.
+Answers: any 2xx is delivered. HubSpot retries anything else (4xx, 5xx, connection errors, a
+response slower than 5 s) up to 10 times spread over 24 hours; a batch is stored whole or refused
+whole.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class HubSpotSource:
     name = "hubspot"
     label = "HubSpot"
     statuses = StatusCodes(
-        on_failure="HubSpot retries connection errors, timeouts, 5xx and 429 up to 10 times over 24 hours."
+        on_failure="HubSpot retries any non-2xx, connection error or timeout up to 10 times over 24 hours."
     )
 
     def verify(
