@@ -22,6 +22,7 @@ class DeliveryRequest:
     so every retry is byte-identical. ``idempotency_key`` is the caller's and stays the same on
     every retry of the same version. ``attempt`` is this try's number (1 for the first): a
     destination without idempotency support looks a retried create up before creating again.
+    When it is not given, any try may be a retry, so such a destination always looks first.
     """
 
     operation: Operation
@@ -29,7 +30,11 @@ class DeliveryRequest:
     external_id: str
     body: bytes
     idempotency_key: str
-    attempt: int = 1
+    attempt: int | None = None
+
+    @property
+    def may_be_retry(self) -> bool:
+        return self.attempt is None or self.attempt > 1
 
 
 @dataclass

@@ -312,10 +312,11 @@ def send(
     exchange = Exchange(request=capture_request(method, url, headers, content, secrets))
     started = time.monotonic()
     try:
-        request = (client or shared_client()).build_request(
+        http_client = client or shared_client()
+        request = http_client.build_request(
             method, url, headers=dict(headers), content=content, timeout=timeout.as_httpx()
         )
-        response = (client or shared_client()).send(request, stream=True, follow_redirects=False)
+        response = http_client.send(request, stream=True, follow_redirects=False)
         try:
             chunks: list[bytes] = []
             kept = 0

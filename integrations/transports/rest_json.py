@@ -169,7 +169,7 @@ class _Delivery:
     def run(self) -> DeliveryResult:
         req = self.request
         if req.operation == "create":
-            if not self.idempotent and req.attempt > 1 and self.lookup_path:
+            if not self.idempotent and req.may_be_retry and self.lookup_path:
                 # The partner cannot recognise a repeated create, and an earlier try may have landed
                 # (timed out, answer lost, worker killed): look before creating again.
                 found = self._lookup()
