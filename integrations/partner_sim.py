@@ -41,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from integrations.engine import exactjson
+
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
 LOG_BODY_BYTES = 2048
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -164,7 +166,8 @@ class _Answer:
 
 
 def _json_answer(status: int, payload: Any, headers: dict[str, str] | None = None) -> _Answer:
-    return _Answer(status, json.dumps(payload, ensure_ascii=False).encode(), dict(headers or {}))
+    # exactjson: "49.00" stays 49.00 and 64-bit ids stay exact, as a careful partner would keep them.
+    return _Answer(status, exactjson.dumps(payload).encode(), dict(headers or {}))
 
 
 @dataclass
@@ -332,8 +335,8 @@ class PartnerState:
         if method not in WRITE_METHODS or (method == "POST") != (record_id is None):
             return _json_answer(405, {"error": "method_not_allowed", "message": f"{method} {path} is not supported"})
         try:
-            data = json.loads(body) if body else None
-        except ValueError as exc:
+            data = exactjson.loads(body) if body else None
+        except (ValueError, UnicodeDecodeError) as exc:
             return _json_answer(400, {"error": "invalid_json", "message": f"body is not JSON: {exc}"})
         if not isinstance(data, dict):
             return _json_answer(400, {"error": "invalid_body", "message": "body must be a JSON object"})

@@ -104,7 +104,7 @@ class Exchange:
             return None
         try:
             return exactjson.loads(self.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
 
     def header(self, name: str) -> str | None:

@@ -177,3 +177,12 @@ def test_fake_partner_refuses_bad_flags(flag):
     )
     assert done.returncode != 0
     assert "must be" in done.stderr
+
+
+def test_numbers_are_kept_exactly_as_sent(partner):
+    body = b'{"external_id": "o-2", "total": 49.00, "big": 9007199254740993}'
+    with httpx.Client(base_url=partner.url) as c:
+        created = c.post("/orders", content=body, headers={"Content-Type": "application/json"})
+
+    assert b'"total":49.00' in created.content
+    assert b'"big":9007199254740993' in created.content
