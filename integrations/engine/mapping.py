@@ -179,9 +179,12 @@ class CompiledStep:
 class CompiledField:
     name: str
     out_path: tuple[str, ...]
+    nested: bool
+    plain: bool  # one path or first-non-blank of several (the inlined fast path)
     source_kind: Literal["none", "one", "first", "named"]
-    # (part name or "", path text, parsed path)
-    sources: tuple[tuple[str, str, tuple[Step, ...]], ...]
+    # (part name or "", path text, parsed path, key, key2): key (and key2) when the path is one
+    # key (or two keys) — then the lookup is inlined — else None
+    sources: tuple[tuple[str, str, tuple[Step, ...], str | None, str | None], ...]
     source_label: str | None
     destination_owned: bool
     steps: tuple[CompiledStep, ...]
@@ -208,6 +211,7 @@ class CompiledSpec:
     digest: str
     fields: tuple[CompiledField, ...]
     blanks: frozenset[str]
+    blank_max: int  # longest placeholder: longer texts are never compared with them
     nfc: bool
     source_id: tuple[Step, ...] | None
     updated_at: tuple[tuple[Step, ...], str, str | None] | None
@@ -217,6 +221,12 @@ class CompiledSpec:
     group: GroupOptions | None
     duplicates: DuplicateConfig
     spec_text: str  # the canonical JSON text it was compiled from
+    # A cache of per-record-shape lookup plans (see _plan); not part of the spec's meaning.
+    plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def full_plan(self) -> tuple[Any, ...]:
+        return tuple(f.sources for f in self.fields)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -411,20 +421,29 @@ def _label(name: str, args: dict[str, Any]) -> str:
     return f"{name}({shown})"
 
 
+def _source(part: str, path: str) -> tuple[str, str, tuple[Step, ...], str | None, str | None]:
+    steps = parse_path(path)
+    key = key2 = None
+    if len(steps) <= 2 and all(isinstance(s, str) for s in steps):
+        key = str(steps[0])
+        key2 = str(steps[1]) if len(steps) == 2 else None
+    return part, path, steps, key, key2
+
+
 def _compile_field(raw: dict[str, Any], spec: dict[str, Any]) -> CompiledField:
     source = raw.get("source")
-    sources: tuple[tuple[str, str, tuple[Step, ...]], ...]
+    sources: tuple[tuple[str, str, tuple[Step, ...], str | None, str | None], ...]
     kind: Literal["none", "one", "first", "named"]
     if source is None:
         kind, sources, label = "none", (), None
     elif isinstance(source, str):
-        kind, sources, label = "one", (("", source, parse_path(source)),), source
+        kind, sources, label = "one", (_source("", source),), source
     elif isinstance(source, list):
         kind, label = "first", " | ".join(source)
-        sources = tuple(("", p, parse_path(p)) for p in source)
+        sources = tuple(_source("", p) for p in source)
     else:
         kind = "named"
-        sources = tuple((k, p, parse_path(p)) for k, p in source.items())
+        sources = tuple(_source(k, p) for k, p in source.items())
         label = "{" + ", ".join(f"{k}: {p}" for k, p in source.items()) + "}"
     steps = []
     for name, args in _steps_of(raw):
@@ -439,6 +458,8 @@ def _compile_field(raw: dict[str, Any], spec: dict[str, Any]) -> CompiledField:
     return CompiledField(
         name=raw["name"],
         out_path=tuple(raw["name"].split(".")),
+        nested="." in raw["name"],
+        plain=kind in ("one", "first"),
         source_kind=kind,
         sources=sources,
         source_label=label,
@@ -489,11 +510,12 @@ def _compile(spec: dict[str, Any], text: str) -> CompiledSpec:
         compare=tuple((label, _paths(src)) for label, src in dup.get("compare", {}).items()),
         region=(dup.get("region") or spec.get("default_region") or None),
     )
-    blanks = spec.get("blank_values", list(DEFAULT_BLANK_VALUES))
+    blanks = frozenset(transforms.nfc(b).strip().casefold() for b in spec.get("blank_values", DEFAULT_BLANK_VALUES))
     return CompiledSpec(
         digest=_digest(text),
         fields=tuple(_compile_field(f, spec) for f in spec["fields"]),
-        blanks=frozenset(transforms.nfc(b).strip().casefold() for b in blanks),
+        blanks=blanks,
+        blank_max=max((len(b) for b in blanks), default=0),
         nfc=bool(spec.get("unicode_nfc", True)),
         source_id=parse_path(record["source_id"]) if "source_id" in record else None,
         updated_at=updated_at,
@@ -546,6 +568,8 @@ def _is_blank(value: Any, blanks: frozenset[str]) -> bool:
     if kind is str:
         stripped = value.strip()
         return not stripped or stripped.casefold() in blanks
+    if isinstance(value, str):
+        return not value.strip() or value.strip().casefold() in blanks
     if kind is dict or kind is list:
         return not value
     return False
@@ -580,30 +604,45 @@ def _id_text(value: Any) -> str | None:
     return None
 
 
-def _read(f: CompiledField, record: Any, spec: CompiledSpec) -> tuple[Any, str | None]:
-    """The raw value of a field in a record (NFC applied), and the path it came from."""
+def _read(f: CompiledField, record: Any, spec: CompiledSpec) -> tuple[Any, str | None, bool]:
+    """(raw value with NFC applied, the path it came from, whether it is blank).
+
+    The hot path of the engine: single-key paths are a dict lookup, the blank test is inline
+    and placeholders are only compared for short texts."""
+    blanks = spec.blanks
+    short = spec.blank_max
     kind = f.source_kind
-    if kind == "one":
-        value = lookup(record, f.sources[0][2])
-        return (_norm(value) if spec.nfc else value), f.source_label
-    if kind == "first":
+    if kind == "one" or kind == "first":
         first: Any = MISSING
-        for _, text, steps in f.sources:
+        for _, text, steps, _key, _key2 in f.sources:
             value = lookup(record, steps)
-            if not _is_blank(value, spec.blanks):
-                return (_norm(value) if spec.nfc else value), text
+            if value is None or value is MISSING:
+                pass
+            elif type(value) is str:
+                stripped = value.strip()
+                if stripped and (len(stripped) > short or stripped.casefold() not in blanks):
+                    if spec.nfc and not value.isascii():
+                        value = unicodedata.normalize("NFC", value)
+                    return value, text, False
+            elif (type(value) is dict or type(value) is list) and not value:
+                pass
+            else:
+                return value, text, False
             if first is MISSING:
                 first = value
-        return first, f.source_label
+        return first, f.source_label, True
     if kind == "named":
         parts: dict[str, Any] = {}
-        for key, _, steps in f.sources:
+        blank = True
+        for part, _, steps, _key, _key2 in f.sources:
             value = lookup(record, steps)
-            parts[key] = None if _is_blank(value, spec.blanks) else (_norm(value) if spec.nfc else value)
-        if all(v is None for v in parts.values()):
-            return MISSING, f.source_label
-        return parts, f.source_label
-    return MISSING, None
+            if _is_blank(value, blanks):
+                parts[part] = None
+            else:
+                parts[part] = _norm(value) if spec.nfc else value
+                blank = False
+        return (MISSING if blank else parts), f.source_label, blank
+    return MISSING, None, False
 
 
 class _Out:
@@ -630,6 +669,9 @@ class _Out:
                 nxt = target[part] = {}
             target = nxt
         target[f.out_path[-1]] = value
+
+
+_KEPT_WHY: Final = "blank in the source: left out, so the destination keeps its value"
 
 
 def _blank_outcome(f: CompiledField, raw: Any, entry: dict[str, Any], out: _Out, after: bool) -> None:
@@ -673,48 +715,114 @@ def _invalid_outcome(
     entry["why"] = reason + (" — left out (on_invalid: drop)" if action == "drop" else "")
 
 
-def _apply(f: CompiledField, raw: Any, source: str | None, out: _Out, spec: CompiledSpec, origin: str | None) -> None:
+def _apply(
+    f: CompiledField, raw: Any, source: str | None, blank: bool, out: _Out, spec: CompiledSpec, origin: str | None
+) -> None:
     """Run one field: blank policy, conversion chain, output, trace entry."""
-    entry: dict[str, Any] = {"field": f.name, "source": source, "raw": _jsonable(raw)}
+    kind = type(raw)
+    shown = raw if (kind is str or kind is int or raw is None) else _jsonable(raw)
+    if blank or origin is not None or out.notes or not f.steps:
+        _apply_general(f, raw, shown, source, blank, out, spec, origin)
+        return
+    # The common case, kept lean: a non-blank value through a conversion chain.
+    value = raw
+    trail: list[dict[str, Any]] = []
+    for step in f.steps:
+        try:
+            value = step.call(value)
+        except Exception as exc:
+            entry = {"field": f.name, "source": source, "raw": shown, "steps": trail}
+            out.trace.append(entry)
+            _step_failed(f, raw, step, exc, trail, entry, out)
+            return
+        kind = type(value)
+        trail.append({"conversion": step.label, "output": value if kind is str or kind is int else _jsonable(value)})
+    if value is None or (kind is str and not value.strip()):
+        entry = {"field": f.name, "source": source, "raw": shown, "steps": trail}
+        out.trace.append(entry)
+        _blank_outcome(f, raw, entry, out, after=True)
+        return
+    if kind is str and spec.nfc and not value.isascii():
+        value = unicodedata.normalize("NFC", value)
+    if f.nested:
+        out.put(f, value)
+    else:
+        out.output[f.name] = value
+    out.trace.append(
+        {
+            "field": f.name,
+            "source": source,
+            "raw": shown,
+            "steps": trail,
+            "result": "set",
+            "output": value if kind is str or kind is int else _jsonable(value),
+        }
+    )
+
+
+def _step_failed(
+    f: CompiledField,
+    raw: Any,
+    step: CompiledStep,
+    exc: Exception,
+    trail: list[dict[str, Any]],
+    entry: dict[str, Any],
+    out: _Out,
+) -> None:
+    if isinstance(exc, transforms.ConversionError):
+        trail.append({"conversion": step.label, "error": exc.reason})
+        _invalid_outcome(f, raw, step, f"{exc.reason} for field {f.name}", exc.code, entry, out)
+    else:
+        trail.append({"conversion": step.label, "error": f"failed unexpectedly ({type(exc).__name__})"})
+        reason = f"conversion {step.name} failed unexpectedly on {transforms.show(raw)} for field {f.name}"
+        _invalid_outcome(f, raw, step, reason, "conversion_error", entry, out)
+
+
+def _apply_general(
+    f: CompiledField,
+    raw: Any,
+    shown: Any,
+    source: str | None,
+    blank: bool,
+    out: _Out,
+    spec: CompiledSpec,
+    origin: str | None,
+) -> None:
+    entry: dict[str, Any] = {"field": f.name, "source": source, "raw": shown}
+    out.trace.append(entry)
     if raw is MISSING and f.source_kind != "none":
         entry["missing"] = True
     if origin is not None:
         entry["from"] = origin
-    notes = out.notes.get(f.name) if out.notes else None
-    if notes:
-        entry["notes"] = list(notes)
-    out.trace.append(entry)
-    if f.source_kind != "none" and _is_blank(raw, spec.blanks):
+    if out.notes:
+        notes = out.notes.get(f.name)
+        if notes:
+            entry["notes"] = list(notes)
+    if blank:
         _blank_outcome(f, raw, entry, out, after=False)
         return
     value = raw
+    kind = type(value)
     if f.steps:
         trail: list[dict[str, Any]] = []
         entry["steps"] = trail
         for step in f.steps:
             try:
                 value = step.call(value)
-            except transforms.ConversionError as exc:
-                trail.append({"conversion": step.label, "error": exc.reason})
-                _invalid_outcome(f, raw, step, f"{exc.reason} for field {f.name}", exc.code, entry, out)
-                return
             except Exception as exc:
-                trail.append({"conversion": step.label, "error": f"failed unexpectedly ({type(exc).__name__})"})
-                reason = f"conversion {step.name} failed unexpectedly on {transforms.show(raw)} for field {f.name}"
-                _invalid_outcome(f, raw, step, reason, "conversion_error", entry, out)
+                _step_failed(f, raw, step, exc, trail, entry, out)
                 return
+            kind = type(value)
             trail.append({"conversion": step.label, "output": _jsonable(value)})
-        if value is None or (type(value) is str and not value.strip()):
+        if value is None or (kind is str and not value.strip()):
             _blank_outcome(f, raw, entry, out, after=True)
             return
-        if spec.nfc and type(value) is str:
+        if kind is str and spec.nfc:
             value = _norm(value)
-    else:
-        kind = type(value)
-        if kind is float:
-            value = Decimal(repr(value)) if value == value and abs(value) != float("inf") else str(value)
-        elif spec.nfc and (kind is dict or kind is list):
-            value = _deep_norm(value)
+    elif kind is float:
+        value = Decimal(repr(value)) if value == value and abs(value) != float("inf") else str(value)
+    elif spec.nfc and (kind is dict or kind is list):
+        value = _deep_norm(value)
     out.put(f, value)
     entry["result"] = "set"
     entry["output"] = _jsonable(value)
@@ -806,6 +914,33 @@ def map_record(spec: CompiledSpec, record: Any, context: MappingContext | None =
         return _failure(spec, record, exc)
 
 
+Plan = tuple[tuple[tuple[str, str, tuple[Step, ...], str | None, str | None], ...], ...]
+_PLAN_SHAPES = 512
+
+
+def _plan(spec: CompiledSpec, record: dict[str, Any]) -> Plan:
+    """Per field, the source paths that can be present in a record of this shape.
+
+    Records of one source share their top-level keys, so a field with several alternative
+    paths ("email" | "properties.email" | "Email") need not try the ones whose first key the
+    record does not have. Keyed by the record's key tuple; bounded."""
+    shape = tuple(record)
+    plans = spec.plans
+    plan = plans.get(shape)
+    if plan is None:
+        if len(plans) >= _PLAN_SHAPES:
+            return spec.full_plan
+        present = set(shape)
+        plan = tuple(
+            tuple(src for src in f.sources if not isinstance(src[2][0], str) or src[2][0] in present)
+            if f.plain
+            else f.sources
+            for f in spec.fields
+        )
+        plans[shape] = plan
+    return plan
+
+
 def _map_record(spec: CompiledSpec, record: Any, ctx: MappingContext) -> MappingResult:
     meta = record_meta(spec, record)
     out = _Out(ctx.field_notes)
@@ -814,12 +949,72 @@ def _map_record(spec: CompiledSpec, record: Any, ctx: MappingContext) -> Mapping
         out.problems.append(Problem(RECORD_FIELD, _jsonable(record), "record", reason, "not_an_object", "reject"))
         return MappingResult("reject", {}, out.problems, out.trace, meta, [], [])
     is_update = ctx.is_update
-    for f in spec.fields:
+    blanks, short, nfc = spec.blanks, spec.blank_max, spec.nfc
+    quiet = not ctx.field_notes
+    trace_append, omitted_append = out.trace.append, out.omitted.append
+    # The hot loop: _read inlined for plain paths, and the most common outcome (a blank left
+    # out) handled without building anything but its trace entry. Same rules as _read/_apply.
+    for f, sources in zip(spec.fields, _plan(spec, record), strict=True):
         if is_update and f.destination_owned:
             _owned_entry(f, out)
             continue
-        raw, source = _read(f, record, spec)
-        _apply(f, raw, source, out, spec, None)
+        if not f.plain:
+            raw, source, blank = _read(f, record, spec)
+            _apply(f, raw, source, blank, out, spec, None)
+            continue
+        first: Any = MISSING
+        for _, text, steps, key, key2 in sources:
+            if key is None:
+                value = lookup(record, steps)
+            elif key2 is None:
+                value = record.get(key, MISSING)
+            else:
+                value = record.get(key, MISSING)
+                value = value.get(key2, MISSING) if type(value) is dict else MISSING
+            if value is None or value is MISSING:
+                pass
+            elif type(value) is str:
+                stripped = value.strip()
+                if stripped and (len(stripped) > short or stripped.casefold() not in blanks):
+                    if nfc and not value.isascii():
+                        value = unicodedata.normalize("NFC", value)
+                    _apply(f, value, text, False, out, spec, None)
+                    break
+            elif (type(value) is dict or type(value) is list) and not value:
+                pass
+            else:
+                _apply(f, value, text, False, out, spec, None)
+                break
+            if first is MISSING:
+                first = value
+        else:
+            if f.on_blank == "keep" and quiet:
+                omitted_append(f.name)
+                kind = type(first)
+                if first is MISSING:
+                    trace_append(
+                        {
+                            "field": f.name,
+                            "source": f.source_label,
+                            "raw": None,
+                            "missing": True,
+                            "result": "blank_kept",
+                            "why": _KEPT_WHY,
+                        }
+                    )
+                else:
+                    shown = first if (kind is str or first is None) else _jsonable(first)
+                    trace_append(
+                        {
+                            "field": f.name,
+                            "source": f.source_label,
+                            "raw": shown,
+                            "result": "blank_kept",
+                            "why": _KEPT_WHY,
+                        }
+                    )
+            else:
+                _apply(f, first, f.source_label, True, out, spec, None)
     _parent_entry(spec, meta, ctx, out)
     return MappingResult(_decide(out.problems), out.output, out.problems, out.trace, meta, out.cleared, out.omitted)
 
@@ -877,21 +1072,20 @@ def _map_group(spec: CompiledSpec, records: list[Any], ctx: MappingContext) -> M
             order = _ordered(usable, roles, tuple(transforms.value_key(p) for p in f.precedence))
         else:
             order = default_order
-        chosen: tuple[Any, str | None, int] | None = None
+        chosen: tuple[Any, str | None, bool, int] | None = None
         for i in order:
-            raw, source = _read(f, usable[i], spec)
-            if chosen is None:
-                chosen = (raw, source, i)
-            if not _is_blank(raw, spec.blanks):
-                chosen = (raw, source, i)
+            raw, source, blank = _read(f, usable[i], spec)
+            if chosen is None or not blank:
+                chosen = (raw, source, blank, i)
+            if not blank:
                 break
         assert chosen is not None
-        raw, source, index = chosen
+        raw, source, blank, index = chosen
         ident = metas[default_order.index(index)].source_id
         origin = f"record {index + 1} of {len(usable)}" + (f" ({ident})" if ident else "")
         if roles[index]:
             origin += f", role {roles[index]}"
-        _apply(f, raw, source, out, spec, origin)
+        _apply(f, raw, source, blank, out, spec, origin)
     _parent_entry(spec, meta, ctx, out)
     return MappingResult(_decide(out.problems), out.output, out.problems, out.trace, meta, out.cleared, out.omitted)
 
