@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 
 from customers.models import Customer
+from integrations.roles import ensure_roles
 
 ROLE_USERS = {
     "support": "sam.support",
@@ -25,6 +26,7 @@ def new_password() -> str:
 @transaction.atomic
 def ensure_role_users() -> dict[str, tuple[str, str]]:
     """Create (or reset) one user per role; returns role -> (username, password)."""
+    ensure_roles()
     logins: dict[str, tuple[str, str]] = {}
     for role, username in ROLE_USERS.items():
         user, _ = User.objects.get_or_create(username=username)

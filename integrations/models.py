@@ -548,9 +548,7 @@ class ActionLog(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     action = models.CharField(max_length=60)
     record = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.CASCADE, related_name="actions")
-    review_item = models.ForeignKey(
-        ReviewItem, null=True, blank=True, on_delete=models.CASCADE, related_name="actions"
-    )
+    review_item = models.ForeignKey(ReviewItem, null=True, blank=True, on_delete=models.CASCADE, related_name="actions")
     note = models.TextField(blank=True)
     details = exact_json_field(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -34,6 +34,10 @@ def corpus() -> Path:
 
 
 def make_user(role: str, username: str | None = None) -> User:
+    if not Group.objects.filter(name=role).exists():
+        from integrations.roles import ensure_roles
+
+        ensure_roles()  # a transactional test before this one flushed the tables
     user = User.objects.create_user(username=username or f"{role}-user", password="correct horse battery 9")
     user.groups.add(Group.objects.get(name=role))
     if role == "admin":

@@ -1,0 +1,71 @@
+"""Waking workers. The database says what is due; this only tells a worker to look.
+
+With Redis: one RQ "drain" job per integration, deduplicated with a Redis key so at most one
+waits per integration (rq's own ``unique`` would also refuse for 500 s after the job finished).
+Embedded (no Redis): nothing to send; ``syncworker`` polls the database every second.
+Always call ``wake_after_commit`` inside the transaction that made work due (B17): the job is
+sent only once the rows are visible, and never if the transaction rolls back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+WAKE_KEY = "syncdesk:wake:{}"
+WAKE_TTL_SECONDS = 300  # if a queued job is lost, the sweeper wakes the integration again anyway
+
+
+def uses_rq() -> bool:
+    return settings.SYNCDESK_QUEUE_BACKEND == "rq"
+
+
+def _queue():  # type: ignore[no-untyped-def]
+    import django_rq
+
+    return django_rq.get_queue("default")
+
+
+def wake(integration_id: int) -> bool:
+    """Enqueue a drain job for the integration unless one is already waiting. Returns True if sent."""
+    if not uses_rq():
+        return False
+    queue = _queue()
+    try:
+        if not queue.connection.set(WAKE_KEY.format(integration_id), 1, nx=True, ex=WAKE_TTL_SECONDS):
+            return False
+        queue.enqueue("integrations.jobs.drain", integration_id, job_timeout=600, result_ttl=0, failure_ttl=86400)
+    except Exception:
+        # Redis down: the records are safe in the database and the sweeper will wake them.
+        log.warning("could not wake integration %s; the sweeper will pick it up", integration_id, exc_info=True)
+        return False
+    return True
+
+
+def forget_wake(integration_id: int) -> None:
+    """Called by the drain job as it starts, so new work arriving meanwhile can wake another."""
+    if uses_rq():
+        _queue().connection.delete(WAKE_KEY.format(integration_id))
+
+
+def wake_after_commit(*integration_ids: int) -> None:
+    for integration_id in set(integration_ids):
+        transaction.on_commit(lambda i=integration_id: wake(i))
+
+
+def enqueue_job(func: str, *args: object, **kwargs: object) -> str | None:
+    """Run a long action (bulk resend, import) as a job after commit; inline when embedded."""
+    if not uses_rq():
+        import importlib
+
+        module, _, name = func.rpartition(".")
+        transaction.on_commit(lambda: getattr(importlib.import_module(module), name)(*args, **kwargs))
+        return None
+    queue = _queue()
+    # django-rq's on_db_commit mode: sent when the surrounding transaction commits.
+    job = queue.enqueue(func, *args, **kwargs, job_timeout=3600)
+    return job.id if job is not None else None

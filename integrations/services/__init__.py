@@ -1,0 +1,1 @@
+"""Writes and orchestration: the only place that combines engine, transport and database."""

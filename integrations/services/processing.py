@@ -1,0 +1,745 @@
+"""Claiming due records and taking each one a step further: map, apply rules, deliver, record.
+
+The shape of one record's step:
+  claim (short transaction: lease the record and its source id)  →  decide and deliver
+  (no transaction, no locks held during HTTP)  →  finish (one short transaction: attempt row,
+  record status, link, review item).
+A worker that dies anywhere leaves a lease that expires; the sweeper hands the record on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from integrations import queue
+from integrations.engine import exactjson, mapping, schedule
+from integrations.engine import retry_policy as rp
+from integrations.models import (
+    Integration,
+    MappingVersion,
+    RecordLink,
+    ReviewItem,
+    SyncAttempt,
+    SyncRecord,
+)
+from integrations.services import rules as rules_service
+from integrations.services import specs
+from integrations.transports import registry as transports
+from integrations.transports.rest_json import DeliveryRequest, TransportError
+
+log = logging.getLogger(__name__)
+S = SyncRecord.Status
+
+
+def lease_seconds() -> int:
+    return settings.SYNCDESK_LEASE_SECONDS
+
+
+# --------------------------------------------------------------------------------------------
+# Claiming
+# --------------------------------------------------------------------------------------------
+
+
+def claim_due(integration_id: int, *, limit: int, token: str, now: datetime | None = None) -> list[int]:
+    """Lease up to ``limit`` due records of one integration, oldest first.
+
+    Two guards: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different rows, and a
+    lease on the record's source id (RecordLink row, guarded UPDATE) so two versions of the same
+    source record are never delivered at once — that would create it twice at the partner."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=lease_seconds())
+    with transaction.atomic():
+        candidates = list(
+            SyncRecord.objects.filter(
+                integration_id=integration_id, status__in=SyncRecord.DUE_STATUSES, next_attempt_at__lte=now
+            )
+            .order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", "source_id", "group_key")[: limit * 2]
+        )
+        if not candidates:
+            return []
+        chosen: dict[str, int] = {}
+        for pk, source_id, group_key in candidates:
+            entity = entity_key(source_id, group_key)
+            if entity not in chosen and len(chosen) < limit:
+                chosen[entity] = pk
+        RecordLink.objects.bulk_create(
+            [RecordLink(integration_id=integration_id, source_id=s) for s in chosen],
+            ignore_conflicts=True,
+        )
+        leased = set(
+            RecordLink.objects.filter(integration_id=integration_id, source_id__in=list(chosen))
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_token=token))
+            .values_list("source_id", flat=True)
+        )
+        # Guarded update: only links whose lease is free are taken; what changed is ours.
+        RecordLink.objects.filter(integration_id=integration_id, source_id__in=list(leased)).filter(
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_token=token)
+        ).update(lease_until=until, lease_token=token)
+        ids = [chosen[s] for s in leased]
+        SyncRecord.objects.filter(pk__in=ids).update(status=S.PROCESSING, lease_until=until, lease_token=token)
+    return ids
+
+
+def entity_key(source_id: str, group_key: str) -> str:
+    """The destination record a source record feeds: its own, or its merged group's."""
+    return f"group:{group_key}" if group_key else source_id
+
+
+# --------------------------------------------------------------------------------------------
+# Draining
+# --------------------------------------------------------------------------------------------
+
+
+def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: str | None = None) -> int:
+    """Process due records of one integration in chunks until none are due or time is up."""
+    queue.forget_wake(integration_id)
+    token = token or secrets.token_hex(8)
+    deadline = time.monotonic() + max_seconds
+    done = 0
+    chunk = settings.SYNCDESK_CHUNK_SIZE
+    while time.monotonic() < deadline:
+        integration = Integration.objects.select_related("customer").get(pk=integration_id)
+        if integration.is_paused:
+            break
+        ids = claim_due(integration_id, limit=chunk, token=token)
+        if not ids:
+            return done
+        if len(ids) == chunk:
+            queue.wake(integration_id)  # a backlog: let an idle worker help
+        for record_id in ids:
+            process_record(record_id, token=token, integration=integration)
+            done += 1
+    if SyncRecord.objects.filter(
+        integration_id=integration_id, status__in=SyncRecord.DUE_STATUSES, next_attempt_at__lte=timezone.now()
+    ).exists():
+        queue.wake(integration_id)
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# One record
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """What happened to a record in one attempt; written by ``_finish`` in one transaction."""
+
+    outcome: str
+    status: str
+    error_class: str = ""
+    reason: str = ""
+    next_attempt_at: datetime | None = None
+    counts_as_failure: bool = False
+    version: MappingVersion | None = None
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    operation: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
+    response_status: int | None = None
+    response_body: str = ""
+    idempotency_key: str = ""
+    output: Any = None
+    trace: list[Any] = field(default_factory=list)
+    problems: list[Any] = field(default_factory=list)
+    destination_id: str = ""
+    review: tuple[str, str, str, dict[str, Any]] | None = None  # code, text, group key, details
+    review_rule_id: int | None = None
+    prepared: tuple[str, str, str] | None = None  # body, operation, key — kept for retries
+    keep_prepared: bool = False
+    duration_ms: int = 0
+    wake_children: bool = False
+    extra_delivered: list[int] = field(default_factory=list)
+    entity: str = ""  # the RecordLink this delivery writes (source id, or group:<key>)
+    source_id: str = ""
+
+
+def process_record(record_id: int, *, token: str, integration: Integration | None = None) -> str | None:
+    """Take one leased record one step further. Returns its new status (None if not ours)."""
+    record = (
+        SyncRecord.objects.select_related("integration__customer", "pinned_version", "prepared_version")
+        .filter(pk=record_id, status=S.PROCESSING, lease_token=token)
+        .first()
+    )
+    if record is None:
+        return None  # the lease expired and another worker has it
+    if integration is not None:
+        record.integration = integration
+    started = time.monotonic()
+    try:
+        step = _decide_and_deliver(record)
+    except Exception as exc:  # a bug must not lose the record or loop it forever
+        log.exception("internal error processing record %s", record_id)
+        step = _failure(record, rp.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"[:500], None)
+        step.counts_as_failure = True
+    step.duration_ms = step.duration_ms or int((time.monotonic() - started) * 1000)
+    _finish(record, step, token)
+    return step.status
+
+
+def _failure(record: SyncRecord, error_class: str, reason: str, retry_after: float | None) -> Step:
+    """Retry a transient failure per the integration's policy, or hand it to a person."""
+    policy = rules_service.retry_policy_for(record.integration)
+    decision = rp.decide(
+        policy,
+        error_class=error_class,
+        attempt_number=record.attempt_count + 1,
+        failures_before=record.failure_count,
+        now=timezone.now(),
+        retry_after_seconds=retry_after,
+    )
+    if decision.retry:
+        return Step(
+            outcome=SyncAttempt.Outcome.RETRY,
+            status=S.RETRYING,
+            error_class=error_class,
+            reason=f"{reason} — {decision.reason}",
+            next_attempt_at=decision.at,
+            counts_as_failure=decision.counts_as_failure,
+            keep_prepared=True,
+        )
+    return Step(
+        outcome=SyncAttempt.Outcome.REVIEW,
+        status=S.REVIEW,
+        error_class=error_class,
+        reason=f"{reason} — {decision.reason}",
+        counts_as_failure=decision.counts_as_failure,
+        review=(
+            error_class,
+            f"{reason}. {decision.reason}.",
+            f"{error_class}:{record.integration_id}",
+            {},
+        ),
+        keep_prepared=True,
+    )
+
+
+def _parent_destination(record: SyncRecord, link: mapping.ParentLink, parent_id: str) -> str | None:
+    parent_integration = record.integration
+    if link.integration:
+        parent_integration = Integration.objects.filter(slug=link.integration).only("id").first() or record.integration
+    found = (
+        RecordLink.objects.filter(integration_id=parent_integration.pk, source_id=parent_id)
+        .exclude(destination_id="")
+        .values_list("destination_id", flat=True)
+        .first()
+    )
+    return found
+
+
+def idempotency_key(integration_id: int, source_id: str, body: bytes) -> str:
+    """Same record version → same key on every retry; a changed body → a new key."""
+    source = hashlib.sha256(source_id.encode()).hexdigest()[:12]
+    return f"sd-{integration_id}-{source}-{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def _version_for(record: SyncRecord) -> MappingVersion | None:
+    if record.pinned_version_id:
+        return record.pinned_version
+    return specs.published_version(record.integration_id)
+
+
+def _decide_and_deliver(record: SyncRecord) -> Step:
+    integration = record.integration
+    if record.prepared_body and record.prepared_version_id:
+        # A retry of the same record version: resend the very same bytes with the same key.
+        return _deliver(
+            record,
+            body=record.prepared_body.encode(),
+            operation=record.prepared_operation,
+            key=record.idempotency_key,
+            version=record.prepared_version,
+            rules=record.prepared_rules,
+            output=None,
+            trace=[],
+            problems=[],
+        )
+
+    version = _version_for(record)
+    if version is None:
+        return Step(
+            outcome=SyncAttempt.Outcome.REVIEW,
+            status=S.REVIEW,
+            error_class=rp.CONFIG,
+            reason="No published mapping for this integration",
+            review=(rp.CONFIG, "No published mapping for this integration.", f"config:{integration.pk}", {}),
+        )
+    spec = specs.compiled_for(version)
+    meta = mapping.record_meta(spec, record.payload)
+    source_id = record.source_id or meta.source_id or ""
+    if source_id and not record.source_id:
+        # Stored before a mapping could say where the id is; keep it for search from now on.
+        SyncRecord.objects.filter(pk=record.pk).update(source_id=source_id[:255])
+    if not source_id:
+        return Step(
+            outcome=SyncAttempt.Outcome.REVIEW,
+            status=S.REVIEW,
+            version=version,
+            error_class=rp.MAPPING_REVIEW,
+            reason="The record has no source id where the mapping expects one",
+            review=(
+                "missing_source_id",
+                "The record has no source id where the mapping expects one.",
+                f"missing_source_id:{version.pk}",
+                {},
+            ),
+        )
+
+    # Newest "updated at" wins: an older event that arrives late is skipped, not delivered.
+    stale = _stale_reason(record, source_id)
+    if stale:
+        return Step(
+            outcome=SyncAttempt.Outcome.SKIPPED, status=S.SKIPPED, version=version, error_class=rp.STALE, reason=stale
+        )
+
+    ruling = rules_service.evaluate(integration, record.payload, spec)
+    if ruling.skip:
+        return Step(
+            outcome=SyncAttempt.Outcome.SKIPPED,
+            status=S.SKIPPED,
+            version=version,
+            rules=ruling.fired,
+            error_class=rp.RULE_SKIP,
+            reason=ruling.skip,
+        )
+    if ruling.hold:
+        return Step(
+            outcome=SyncAttempt.Outcome.REVIEW,
+            status=S.REVIEW,
+            version=version,
+            rules=ruling.fired,
+            error_class=rp.RULE_HOLD,
+            reason=ruling.hold,
+            review=("rule_hold", ruling.hold, f"rule_hold:{ruling.hold_rule_id}", {}),
+            review_rule_id=ruling.hold_rule_id,
+        )
+    spec = ruling.spec or spec
+    entity = entity_key(source_id, record.group_key)
+
+    link_row = (
+        RecordLink.objects.filter(integration_id=integration.pk, source_id=entity).values("destination_id").first()
+    )
+    destination_id = (link_row or {}).get("destination_id") or ""
+    parent_destination_id = None
+    parent = mapping.parent_link(spec)
+    parent_id = meta.parent_id
+    if parent is not None and parent_id:
+        parent_destination_id = _parent_destination(record, parent, parent_id)
+        if parent_destination_id is None:
+            return _waiting_for_parent(record, version, ruling.fired, parent_id, parent)
+
+    context = mapping.MappingContext(
+        is_update=bool(destination_id),
+        parent_destination_id=parent_destination_id,
+        field_notes=ruling.field_notes,
+    )
+    group_ids: list[int] = []
+    if record.group_key and spec.group_mode == "merge":
+        members = _group_members(record)
+        group_ids = [m.pk for m in members if m.pk != record.pk]
+        result = mapping.map_group(spec, [m.payload for m in members], context)
+    else:
+        result = mapping.map_record(spec, record.payload, context)
+    out = result.to_json()
+    if result.decision == "reject":
+        return Step(
+            outcome=SyncAttempt.Outcome.REJECTED,
+            status=S.REJECTED,
+            version=version,
+            rules=ruling.fired,
+            error_class=rp.MAPPING_REJECTED,
+            reason=_problem_text(result.problems),
+            output=out.get("output"),
+            trace=out.get("trace", []),
+            problems=out.get("problems", []),
+        )
+    if result.decision == "review":
+        first = result.problems[0] if result.problems else None
+        code = first.code if first else "mapping_review"
+        group = f"{code}:{version.pk}:{first.field if first else ''}:{_short(first.raw if first else '')}"
+        return Step(
+            outcome=SyncAttempt.Outcome.REVIEW,
+            status=S.REVIEW,
+            version=version,
+            rules=ruling.fired,
+            error_class=rp.MAPPING_REVIEW,
+            reason=_problem_text(result.problems),
+            output=out.get("output"),
+            trace=out.get("trace", []),
+            problems=out.get("problems", []),
+            review=(code, _problem_text(result.problems), group[:300], {"problems": out.get("problems", [])}),
+        )
+
+    body = exactjson.dumps(result.output).encode()
+    operation = "update" if destination_id else "create"
+    key = idempotency_key(integration.pk, entity, body)
+    step = _deliver(
+        record,
+        body=body,
+        operation=operation,
+        key=key,
+        version=version,
+        rules=ruling.fired,
+        output=out.get("output"),
+        trace=out.get("trace", []),
+        problems=out.get("problems", []),
+        destination_id=destination_id or None,
+        entity=entity,
+    )
+    step.prepared = (body.decode(), operation, key)
+    step.source_id = source_id
+    if step.status == S.DELIVERED:
+        step.extra_delivered = group_ids
+    return step
+
+
+def _deliver(
+    record: SyncRecord,
+    *,
+    body: bytes,
+    operation: str,
+    key: str,
+    version: MappingVersion | None,
+    rules: list[dict[str, Any]],
+    output: Any,
+    trace: list[Any],
+    problems: list[Any],
+    destination_id: str | None = None,
+    entity: str | None = None,
+) -> Step:
+    integration = record.integration
+    entity = entity or entity_key(record.source_id, record.group_key)
+    if operation == "update" and destination_id is None:
+        destination_id = (
+            RecordLink.objects.filter(integration_id=integration.pk, source_id=entity)
+            .values_list("destination_id", flat=True)
+            .first()
+        ) or None
+    transport = transports.get(integration.destination_kind)
+    request = DeliveryRequest(
+        operation=operation,  # type: ignore[arg-type]
+        destination_id=destination_id,
+        external_id=entity,
+        body=body,
+        idempotency_key=key,
+        attempt=record.attempt_count + 1,
+    )
+    common = {
+        "version": version,
+        "rules": rules,
+        "operation": operation,
+        "idempotency_key": key,
+        "output": output,
+        "trace": trace,
+        "problems": problems,
+    }
+    try:
+        result = transport.deliver(
+            integration.destination_config,
+            integration.destination_secret,
+            request,
+            timeouts=(settings.SYNCDESK_HTTP_CONNECT_TIMEOUT, settings.SYNCDESK_HTTP_READ_TIMEOUT),
+        )
+    except TransportError as exc:
+        step = _failure(record, exc.error_class, exc.reason, exc.retry_after)
+        for name, value in common.items():
+            setattr(step, name, value)
+        step.request = exc.request
+        step.response_status = exc.status
+        step.response_body = exc.response_body
+        step.duration_ms = exc.duration_ms
+        return step
+    reason = "Delivered" if not result.linked_existing else "Already at the partner: linked to the existing record"
+    return Step(
+        outcome=SyncAttempt.Outcome.DELIVERED,
+        status=S.DELIVERED,
+        reason=f"{reason} ({operation}, {result.status})",
+        entity=entity,
+        request=result.request,
+        response_status=result.status,
+        response_body=result.response_body,
+        duration_ms=result.duration_ms,
+        destination_id=result.destination_id,
+        wake_children=True,
+        **common,
+    )
+
+
+def _waiting_for_parent(
+    record: SyncRecord, version: MappingVersion, fired: list[dict[str, Any]], parent_id: str, parent: Any
+) -> Step:
+    what = f"parent {parent.label} {parent_id}" if getattr(parent, "label", "") else f"parent {parent_id}"
+    policy = rules_service.retry_policy_for(record.integration)
+    waits = record.failure_count + 1
+    if waits >= policy.max_attempts:
+        text = f"Missing {what}: it was not delivered within the retry budget ({waits} checks)"
+        return Step(
+            outcome=SyncAttempt.Outcome.REVIEW,
+            status=S.REVIEW,
+            version=version,
+            rules=fired,
+            error_class=rp.MISSING_PARENT,
+            reason=text,
+            counts_as_failure=True,
+            review=("missing_parent", text, f"missing_parent:{record.integration_id}", {"parent_id": parent_id}),
+        )
+    delay = rp.backoff_seconds(policy, waits)
+    return Step(
+        outcome=SyncAttempt.Outcome.WAITING,
+        status=S.WAITING_PARENT,
+        version=version,
+        rules=fired,
+        error_class=rp.MISSING_PARENT,
+        reason=f"Waiting for {what} to be delivered first; next check in {delay:.0f} s",
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        counts_as_failure=True,
+    )
+
+
+def _stale_reason(record: SyncRecord, source_id: str) -> str:
+    if record.source_updated_at is None:
+        return ""
+    link = (
+        RecordLink.objects.filter(integration_id=record.integration_id, source_id=source_id)
+        .values("last_source_updated_at")
+        .first()
+    )
+    delivered = (link or {}).get("last_source_updated_at")
+    if delivered and record.source_updated_at < delivered:
+        return (
+            f"Skipped as stale: this version was updated at {record.source_updated_at:%Y-%m-%d %H:%M:%S}, "
+            f"but a newer one (updated at {delivered:%Y-%m-%d %H:%M:%S}) was already delivered"
+        )
+    newer = (
+        SyncRecord.objects.filter(
+            integration_id=record.integration_id,
+            source_id=source_id,
+            source_updated_at__gt=record.source_updated_at,
+        )
+        .exclude(status__in=(S.SKIPPED, S.REJECTED))
+        .order_by("-source_updated_at")
+        .values_list("id", "source_updated_at")
+        .first()
+    )
+    if newer:
+        return (
+            f"Skipped as stale: record #{newer[0]} carries a newer version "
+            f"(updated at {newer[1]:%Y-%m-%d %H:%M:%S}) of the same source record"
+        )
+    return ""
+
+
+def _group_members(record: SyncRecord) -> list[SyncRecord]:
+    """The newest record per source id in this record's group, the claimed record included."""
+    members: dict[str, SyncRecord] = {}
+    for member in (
+        SyncRecord.objects.filter(integration_id=record.integration_id, group_key=record.group_key)
+        .exclude(status__in=(S.SKIPPED, S.REJECTED))
+        .order_by("source_updated_at", "received_at", "id")
+        .only("id", "payload", "source_id", "source_updated_at", "received_at")
+    ):
+        members[member.source_id] = member
+    members[record.source_id] = record
+    return list(members.values())
+
+
+def _problem_text(problems: list[Any]) -> str:
+    if not problems:
+        return "The mapping did not accept this record"
+    text = "; ".join(p.reason for p in problems[:3])
+    if len(problems) > 3:
+        text += f" (and {len(problems) - 3} more)"
+    return text
+
+
+def _short(value: Any) -> str:
+    return str(value)[:80]
+
+
+# --------------------------------------------------------------------------------------------
+# Finishing: one short transaction
+# --------------------------------------------------------------------------------------------
+
+
+def _finish(record: SyncRecord, step: Step, token: str) -> None:
+    now = timezone.now()
+    integration = record.integration
+    if step.next_attempt_at is not None:
+        # A scheduled integration retries inside its window too.
+        step.next_attempt_at = next_delivery_time(integration, step.next_attempt_at)
+    with transaction.atomic():
+        # Still ours? If the lease expired and someone else took the record, our result is
+        # still a true attempt, but the other worker now owns the record's state.
+        owned = SyncRecord.objects.filter(pk=record.pk, lease_token=token, status=S.PROCESSING).update(lease_until=None)
+        number = record.attempt_count + 1
+        if not owned:
+            number = (SyncAttempt.objects.filter(record_id=record.pk).count()) + 1
+        attempt = SyncAttempt(
+            record_id=record.pk,
+            number=number,
+            mapping_version=step.version,
+            rules_applied=step.rules,
+            started_at=now - timedelta(milliseconds=step.duration_ms),
+            duration_ms=step.duration_ms,
+            operation=step.operation,
+            request=step.request,
+            response_status=step.response_status,
+            response_body=step.response_body,
+            error_class=step.error_class,
+            reason=step.reason,
+            outcome=step.outcome,
+            idempotency_key=step.idempotency_key,
+            output=step.output,
+            trace=step.trace,
+            problems=step.problems,
+            acting_user_id=record.requested_by_id,
+        )
+        try:
+            with transaction.atomic():
+                attempt.save()
+        except IntegrityError:
+            attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
+            attempt.save()
+        if not owned:
+            return
+
+        updates: dict[str, Any] = {
+            "status": step.status,
+            "attempt_count": F("attempt_count") + 1,
+            "last_error_class": step.error_class,
+            "last_reason": step.reason[:2000],
+            "lease_until": None,
+            "lease_token": "",
+            "requested_by": None,
+            "next_attempt_at": step.next_attempt_at,
+        }
+        if step.counts_as_failure:
+            updates["failure_count"] = F("failure_count") + 1
+        if step.prepared and step.status == S.RETRYING:
+            body, operation, key = step.prepared
+            updates.update(
+                prepared_body=body,
+                prepared_operation=operation,
+                idempotency_key=key,
+                prepared_version=step.version,
+                prepared_rules=step.rules,
+            )
+        elif not step.keep_prepared:
+            updates.update(prepared_body="", prepared_operation="", prepared_version=None, prepared_rules=[])
+            if step.idempotency_key:
+                updates["idempotency_key"] = step.idempotency_key
+        if step.status == S.DELIVERED:
+            updates.update(
+                destination_id=step.destination_id,
+                delivered_at=now,
+                failure_count=0,
+                prepared_body="",
+                prepared_operation="",
+                prepared_version=None,
+                prepared_rules=[],
+                pinned_version=None,
+            )
+        if step.status in (S.REVIEW, S.REJECTED, S.SKIPPED):
+            updates["failure_count"] = F("failure_count") + (1 if step.counts_as_failure else 0)
+        SyncRecord.objects.filter(pk=record.pk).update(**updates)
+
+        claimed = entity_key(record.source_id, record.group_key)  # what claim_due leased
+        RecordLink.objects.filter(integration_id=integration.pk, source_id=claimed, lease_token=token).update(
+            lease_until=None, lease_token=""
+        )
+        if step.status == S.DELIVERED:
+            link_fields: dict[str, Any] = {
+                "destination_id": step.destination_id,
+                "last_version": step.version,
+                "last_record_id": record.pk,
+                "last_delivered_at": now,
+            }
+            if record.source_updated_at:
+                link_fields["last_source_updated_at"] = record.source_updated_at
+            RecordLink.objects.update_or_create(
+                integration_id=integration.pk, source_id=step.entity or claimed, defaults=link_fields
+            )
+            ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
+                status=ReviewItem.Status.RESOLVED,
+                resolved_at=now,
+                resolution_note="Resolved automatically: a later attempt delivered the record.",
+            )
+            if step.extra_delivered:
+                _mark_group_delivered(step.extra_delivered, step, now)
+        if step.review:
+            code, text, group, details = step.review
+            ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
+                status=ReviewItem.Status.RESOLVED,
+                resolved_at=now,
+                resolution_note="Superseded by a newer review item for the same record.",
+            )
+            ReviewItem.objects.create(
+                record_id=record.pk,
+                reason_code=code[:60],
+                reason_text=text,
+                group_key=group[:300],
+                mapping_version=step.version,
+                rule_id=step.review_rule_id,
+                details=details,
+            )
+        if step.rules:
+            rules_service.count_fired(step.rules, now)
+        if step.status == S.DELIVERED and step.wake_children:
+            _wake_children(step.source_id or record.source_id, now)
+        # Due soon: ask for a worker now; far away: the sweeper will find it.
+        due_soon = step.next_attempt_at is not None and step.next_attempt_at - now <= timedelta(seconds=2)
+        if step.status in (S.RETRYING, S.WAITING_PARENT) and due_soon:
+            queue.wake_after_commit(integration.pk)
+
+
+def _mark_group_delivered(record_ids: list[int], step: Step, now: datetime) -> None:
+    """Other pending members of a merged group went out in this delivery."""
+    members = SyncRecord.objects.filter(pk__in=record_ids, status__in=SyncRecord.DUE_STATUSES)
+    for member in members.only("id", "attempt_count"):
+        SyncAttempt.objects.create(
+            record_id=member.pk,
+            number=member.attempt_count + 1,
+            mapping_version=step.version,
+            outcome=SyncAttempt.Outcome.DELIVERED,
+            reason=f"Delivered as part of its group, merged into {step.destination_id}",
+            idempotency_key=step.idempotency_key,
+        )
+    members.update(
+        status=S.DELIVERED,
+        destination_id=step.destination_id,
+        delivered_at=now,
+        attempt_count=F("attempt_count") + 1,
+        next_attempt_at=None,
+    )
+
+
+def _wake_children(source_id: str, now: datetime) -> None:
+    """Children waiting for this record (in any integration that names this one as parent)."""
+    waiting = SyncRecord.objects.filter(status=S.WAITING_PARENT, parent_source_id=source_id)
+    integration_ids = set(waiting.values_list("integration_id", flat=True).distinct())
+    if integration_ids:
+        waiting.update(next_attempt_at=now)
+        queue.wake_after_commit(*integration_ids)
+
+
+def next_delivery_time(integration: Integration, now: datetime) -> datetime:
+    if integration.delivery_mode != Integration.DeliveryMode.SCHEDULED:
+        return now
+    return schedule.next_delivery_time(
+        now, tz=integration.customer.time_zone, start=integration.window_start, end=integration.window_end
+    )
+
+
+__all__ = ["claim_due", "drain_integration", "idempotency_key", "process_record"]
