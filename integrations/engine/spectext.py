@@ -87,7 +87,16 @@ def load_spec_text(text: str) -> Any:
 def dump_spec_text(spec: dict[str, Any], fmt: str = "yaml") -> str:
     """The spec as readable text: ``yaml`` (default, keys in the spec's order) or ``json``."""
     if fmt == "json":
-        import json
-
-        return json.dumps(exactjson.loads(exactjson.dumps(spec)), indent=2, ensure_ascii=False, default=str) + "\n"
+        return _pretty(spec, 0) + "\n"
     return yaml.dump(spec, Dumper=SpecDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _pretty(value: Any, level: int) -> str:
+    """Indented JSON with exact numbers (exactjson writes Decimals as numbers)."""
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{exactjson.dumps(str(k))}: {_pretty(v, level + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and value:
+        return "[\n" + ",\n".join(f"{inner}{_pretty(v, level + 1)}" for v in value) + f"\n{pad}]"
+    return exactjson.dumps(value)

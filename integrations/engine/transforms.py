@@ -122,7 +122,7 @@ def upper(value: Any, /) -> str:
 
 
 _TITLE_SLOW = re.compile(r"[\d'_]")
-_TITLE_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
+_TITLE_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 
 
 def title(value: Any, /) -> str:
@@ -378,7 +378,11 @@ COUNTRY_ALIASES: Final[dict[str, str]] = {
 
 
 def _country_key(text: str) -> str:
-    return _SPACES.sub(" ", nfc(text).replace(".", "").strip()).casefold()
+    """Case-folded, dots dropped, spaces collapsed, accents removed ("Québec" = "quebec")."""
+    key = _SPACES.sub(" ", text.replace(".", "").strip()).casefold()
+    if not key.isascii():
+        key = "".join(c for c in unicodedata.normalize("NFKD", key) if not unicodedata.combining(c))
+    return key
 
 
 def _build_country_index() -> dict[str, str]:
@@ -625,10 +629,10 @@ def parse_datetime(value: Any, *, format: str = "iso", assume_tz: str | None = N
     if not isinstance(value, str):
         raise ConversionError(f"{show(value)} is not a date and time ({format})")
     raw = value.strip()
+    if format == "iso" and _DATE_ONLY.fullmatch(raw):
+        raise ConversionError(f"{show(raw)} is a date without a time; use the date conversion")
     try:
         if format == "iso":
-            if _DATE_ONLY.fullmatch(raw):
-                raise ConversionError(f"{show(raw)} is a date without a time; use the date conversion")
             parsed = _dt.fromisoformat(raw)
         else:
             parsed = _strptime(raw, format)
