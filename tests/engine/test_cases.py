@@ -306,7 +306,10 @@ def test_b10_a_csv_file_read_as_text_keeps_every_zip():
     import csv
     import io
 
-    text = "external_id,zip,country\nc-1,04101,US\nc-2,0171,NO\nc-3,00192,IT\nc-4,4101,US\nc-5,'04101,US\nc-6,02139-4307,US\n"
+    text = (
+        "external_id,zip,country\n"
+        "c-1,04101,US\nc-2,0171,NO\nc-3,00192,IT\nc-4,4101,US\nc-5,'04101,US\nc-6,02139-4307,US\n"
+    )
     results = {row["external_id"]: map_record(B10_SPEC, row) for row in csv.DictReader(io.StringIO(text))}
     assert {k: r.output.get("zip") for k, r in results.items()} == {
         "c-1": "04101",

@@ -285,7 +285,16 @@ def test_integer_ids_are_exact_at_any_size():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("yes", True), ("No", False), ("1", True), (0, False), ("TRUE", True), (" n ", False), ("y", True), (False, False)],
+    [
+        ("yes", True),
+        ("No", False),
+        ("1", True),
+        (0, False),
+        ("TRUE", True),
+        (" n ", False),
+        ("y", True),
+        (False, False),
+    ],
 )
 def test_booleans_from_common_words(raw, expected):
     assert t.boolean(raw) is expected
