@@ -105,6 +105,7 @@ _SUSPECT_ESCAPE: Final = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _STRUCTURE: Final = re.compile(r'["{}\[\],\s]')
 _STRING_BODY: Final = re.compile(r'(?:[^"\\\n]+|\\[^\n])*')
 _CLOSER: Final = {"{": "}", "[": "]"}
+_RESYNC: Final = re.compile(r"\n[ \t\r]*[{\]]")
 
 
 def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
@@ -191,7 +192,7 @@ def detect_format(name: str, head: bytes) -> str:
     if first == "[":
         return "json"
     if first == "{":
-        return "jsonl" if _looks_like_jsonl(stripped) else "json"
+        return "jsonl" if _looks_like_jsonl(stripped, strict=ext == ".json") else "json"
     return "json" if ext == ".json" else "csv"
 
 
@@ -207,7 +208,8 @@ def _head_text(head: bytes) -> str:
     return head[bom:].decode(encoding or "utf-8", errors="replace")
 
 
-def _looks_like_jsonl(text: str) -> bool:
+def _looks_like_jsonl(text: str, *, strict: bool = False) -> bool:
+    """An object on the first line, then more lines of objects (or, unless ``strict``, nothing else)."""
     first, _, rest = text.partition("\n")
     try:
         value = json.loads(first)
@@ -217,7 +219,9 @@ def _looks_like_jsonl(text: str) -> bool:
         return False
     if any(line.lstrip().startswith("{") for line in rest.split("\n", 50)[:50]):
         return True
-    return not isinstance(value.get("records"), list)  # a one-line {"records": [...]} is a document
+    if strict:
+        return False
+    return bool(rest.strip(" \t\r\n")) or not isinstance(value.get("records"), list)
 
 
 def _bom_or_utf16(head: bytes) -> tuple[str | None, int, str | None]:
@@ -820,6 +824,10 @@ class _Broken(Exception):
         self.message = message
 
 
+class _BrokenString(_Broken):
+    pass
+
+
 class _JSONArray:
     """Streams the elements of ``[...]`` or ``{"records": [...]}``.
 
@@ -843,6 +851,7 @@ class _JSONArray:
         self.cursor_line = 1
         self.cursor_line_start = 0  # absolute index where cursor_line starts
         self.count = 0
+        self.broken_string = False
 
     # buffer --------------------------------------------------------------
 
@@ -913,6 +922,9 @@ class _JSONArray:
             except (ValueError, RecursionError) as exc:
                 try:
                     end_found = _scan_end(self.buf, start, self.eof)
+                except _BrokenString as broken:
+                    self.broken_string = True
+                    end_found = broken.index
                 except _Broken as broken:
                     if not self.eof and broken.index >= len(self.buf):
                         end_found = None
@@ -1069,14 +1081,32 @@ class _JSONArray:
                 yield item
             self.pos = end
             expect_value = False
+            if self.broken_string:
+                self.broken_string = False
+                self._resync()
+                expect_value = True
+
+    def _resync(self) -> None:
+        """Move to the next line that starts with '{' (a record) or ']' (the end of the array)."""
+        while True:
+            match = _RESYNC.search(self.buf, self.pos)
+            if match is not None:
+                self.pos = match.end() - 1
+                return
+            last_newline = self.buf.rfind("\n", self.pos)
+            self.pos = last_newline if last_newline >= 0 else len(self.buf)
+            if not self._fill():
+                self.pos = len(self.buf)
+                return
 
 
 def _scan_end(buf: str, start: int, eof: bool) -> int | None:
     """Where the JSON value starting at ``start`` ends, by strings and brackets alone (no parsing).
 
     None: the buffer ends first (read more). Raises _Broken when brackets do not match or the file
-    ends inside the value. A string that runs into a line break is taken to end there (JSON strings
-    cannot hold raw line breaks), so one broken string costs one record, not the rest of the file.
+    ends inside the value, and _BrokenString (with the index of the line break) when a string runs
+    into a raw line break: JSON strings cannot hold one, so the value ends there and the caller
+    resynchronises on the next line that starts a record.
     """
     stack: list[str] = []
     index = start
@@ -1098,7 +1128,9 @@ def _scan_end(buf: str, start: int, eof: bool) -> int | None:
                 if eof:
                     raise _Broken(size, "the file ends inside a string")
                 return None
-            index = stop + 1  # past the closing quote, or past the raw line break of a broken string
+            if buf[stop] != '"':
+                raise _BrokenString(stop, "a string runs into a line break")
+            index = stop + 1
             if not stack and at == start:
                 return index
             if not stack:
