@@ -220,7 +220,7 @@ class CompiledSpec:
     parent_path: tuple[Step, ...] | None
     group: GroupOptions | None
     duplicates: DuplicateConfig
-    spec_text: str  # the canonical JSON text it was compiled from
+    spec_text: str = field(repr=False)  # the canonical JSON text it was compiled from
     # A cache of per-record-shape lookup plans (see _plan); not part of the spec's meaning.
     plans: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
