@@ -226,7 +226,7 @@ class ExceptionRule(models.Model):
         help_text="Blank: applies to all of the customer's integrations.",
     )
     kind = models.CharField(max_length=50, help_text="What the rule does (from the rule-kind registry).")
-    params = models.JSONField(default=dict, blank=True, help_text="The rule's settings, checked against its kind.")
+    params = exact_json_field(default=dict, blank=True, help_text="The rule's settings, checked against its kind.")
     reason = models.TextField(help_text="Why this customer needs it, in words an account manager can confirm.")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -360,7 +360,7 @@ class SyncRecord(models.Model):
     prepared_version = models.ForeignKey(
         MappingVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    prepared_rules = models.JSONField(default=list, blank=True)
+    prepared_rules = exact_json_field(default=list, blank=True)
     idempotency_key = models.CharField(max_length=120, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -433,11 +433,11 @@ class SyncAttempt(models.Model):
     mapping_version = models.ForeignKey(
         MappingVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="attempts"
     )
-    rules_applied = models.JSONField(default=list, blank=True)
+    rules_applied = exact_json_field(default=list, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.PositiveIntegerField(default=0)
     operation = models.CharField(max_length=10, blank=True)
-    request = models.JSONField(default=dict, blank=True, help_text="Method, URL, headers (secrets redacted), body.")
+    request = exact_json_field(default=dict, blank=True, help_text="Method, URL, headers (secrets redacted), body.")
     response_status = models.PositiveIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True)
     error_class = models.CharField(max_length=40, blank=True)
@@ -445,8 +445,8 @@ class SyncAttempt(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     idempotency_key = models.CharField(max_length=120, blank=True)
     output = exact_json_field(null=True, blank=True)
-    trace = models.JSONField(default=list, blank=True)
-    problems = models.JSONField(default=list, blank=True)
+    trace = exact_json_field(default=list, blank=True)
+    problems = exact_json_field(default=list, blank=True)
     acting_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -481,7 +481,7 @@ class ReviewItem(models.Model):
     rule = models.ForeignKey(
         ExceptionRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_items"
     )
-    details = models.JSONField(default=dict, blank=True)
+    details = exact_json_field(default=dict, blank=True)
     opened_at = models.DateTimeField(default=timezone.now)
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

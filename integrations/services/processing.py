@@ -111,9 +111,9 @@ def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: 
     done = 0
     chunk = settings.SYNCDESK_CHUNK_SIZE
     while time.monotonic() < deadline:
-        integration = Integration.objects.select_related("customer").get(pk=integration_id)
-        if integration.is_paused:
-            break
+        integration = Integration.objects.select_related("customer").filter(pk=integration_id).first()
+        if integration is None or integration.is_paused:
+            return done
         ids = claim_due(integration_id, limit=chunk, token=token)
         if not ids:
             return done

@@ -107,3 +107,30 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def partner() -> Iterator[object]:
+    from integrations.partner_sim import PartnerSim
+
+    sim = PartnerSim(seed=7).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def clean_redis() -> Iterator[None]:
+    """Pipeline tests start with an empty queue (REDIS_URL's database is the tests' own)."""
+    if os.environ.get("REDIS_URL"):
+        import redis
+        from django.conf import settings
+
+        conn = redis.Redis.from_url(settings.REDIS_URL)
+        conn.flushdb()
+        yield
+        conn.flushdb()
+    else:
+        yield
+
+
+FAST_RETRIES = {"max_attempts": 6, "schedule": [0, 1, 1, 1, 1], "jitter": 0, "cap_seconds": 5, "hard_limit": 40}
