@@ -105,6 +105,7 @@ _SUSPECT_ESCAPE: Final = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _STRUCTURE: Final = re.compile(r'["{}\[\],\s]')
 _STRING_BODY: Final = re.compile(r'(?:[^"\\\n]+|\\[^\n])*')
 _CLOSER: Final = {"{": "}", "[": "]"}
+_BLANK: Final = " \t\r\n\ufeff"  # blank for "is the file empty"
 _RESYNC: Final = re.compile(r"\n[ \t\r]*[{\]]")
 
 
@@ -181,7 +182,7 @@ def detect_format(name: str, head: bytes) -> str:
         if head.startswith(magic):
             raise ReaderError(f"the file is {what}, not CSV, JSON or JSON Lines: save the data as CSV and import that")
     text = _head_text(head)
-    stripped = text.lstrip(" \t\r\n\ufeff")
+    stripped = text.lstrip(_BLANK)
     if not stripped:
         raise ReaderError("the file is empty")
     if ext in CSV_EXTENSIONS:
@@ -314,13 +315,19 @@ class _Text:
         self.progress.encoding = encoding
 
     def peek(self) -> str:
-        """The start of the text: at least one piece, more if it is only whitespace ("" if the file is)."""
-        while not "".join(self._pushed).strip(" \t\r\n\ufeff"):
+        """The start of the text, to sniff: SNIFF_CHARS (or the whole file if shorter) and some non-blank text."""
+        size = sum(len(piece) for piece in self._pushed)
+        blank = not any(piece.strip(_BLANK) for piece in self._pushed)
+        while size < SNIFF_CHARS or (blank and size < MAX_RECORD_CHARS):
             piece = next(self._gen, None)
             if piece is None:
                 break
             self._pushed.append(piece)
-        return "".join(self._pushed)
+            size += len(piece)
+            blank = blank and not piece.strip(_BLANK)
+        text = "".join(self._pushed)
+        self._pushed = [text]
+        return text
 
     def pieces(self) -> Iterator[str]:
         pushed, self._pushed = self._pushed, []
@@ -524,7 +531,7 @@ class RecordReader(Iterator[Row | RowError]):
         self.progress.file_format = file_format
         text = _Text(self.stream, head, eof, self.encoding, self.progress)
         first = text.peek()
-        if not first.strip(" \t\r\n\ufeff"):
+        if not first.strip(_BLANK):
             raise ReaderError("the file is empty")
         if file_format == "csv":
             yield from self._read_csv(text, first)

@@ -8,9 +8,11 @@ import json
 import tracemalloc
 import unicodedata
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -738,3 +740,80 @@ def test_arbitrary_bytes_give_rows_and_row_errors_or_a_reader_error_and_nothing_
             assert item.reason
     assert progress.rows + progress.errors == len(items)
     assert progress.bytes_read == len(data)
+
+
+# --------------------------------------------------------------------------- chunk boundaries anywhere
+
+KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8)
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=12,
+)
+
+
+@contextmanager
+def tiny_reads() -> Iterator[None]:
+    with patch.object(readers, "SAMPLE_BYTES", 5), patch.object(readers, "CHUNK_BYTES", 3):
+        yield
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    header=st.lists(KEYS, min_size=1, max_size=4, unique=True),
+    cells=st.lists(st.lists(TEXT, min_size=4, max_size=4), max_size=8),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+)
+def test_csv_round_trips_whatever_the_read_sizes(header: list[str], cells: list[list[str]], encoding: str) -> None:
+    rows = [{"id": f"r{n}", **dict(zip(header, row, strict=False))} for n, row in enumerate(cells)]
+    columns = ["id", *header]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows([[row[column] for column in columns] for row in rows])
+    data = out.getvalue().encode(encoding)
+
+    with tiny_reads():
+        items = list(open_records(Trickle(data, 2), name="x.csv", delimiter=","))
+
+    assert records(items) == rows
+    assert not [item for item in items if isinstance(item, RowError)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.dictionaries(KEYS, st.one_of(TEXT, st.integers(), st.none(), st.lists(st.integers(), max_size=3))),
+        max_size=6,
+    ),
+    indent=st.sampled_from([None, 1, 4]),
+    ascii_only=st.booleans(),
+    wrapped=st.booleans(),
+)
+def test_json_round_trips_whatever_the_read_sizes(
+    rows: list[dict[str, Any]], indent: int | None, ascii_only: bool, wrapped: bool
+) -> None:
+    document: Any = {"records": rows} if wrapped else rows
+    data = json.dumps(document, indent=indent, ensure_ascii=ascii_only).encode()
+
+    with tiny_reads():
+        items = list(open_records(Trickle(data, 2), name="x.json"))
+
+    assert items == [Row(item.line, row) for item, row in zip(items, rows, strict=True)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.dictionaries(KEYS, st.one_of(TEXT, st.integers(min_value=-(10**30), max_value=10**30))),
+        min_size=1,
+        max_size=6,  # an empty file is a ReaderError, tested above
+    ),
+    ascii_only=st.booleans(),
+)
+def test_json_lines_round_trip_whatever_the_read_sizes(rows: list[dict[str, Any]], ascii_only: bool) -> None:
+    data = "".join(json.dumps(row, ensure_ascii=ascii_only) + "\n" for row in rows).encode()
+
+    with tiny_reads():
+        items = list(open_records(Trickle(data, 2), name="x.jsonl"))
+
+    assert items == [Row(number, row) for number, row in enumerate(rows, start=1)]
