@@ -805,8 +805,8 @@ def test_json_round_trips_whatever_the_read_sizes(
 @given(
     rows=st.lists(
         st.dictionaries(KEYS, st.one_of(TEXT, st.integers(min_value=-(10**30), max_value=10**30))),
-        min_size=1,
-        max_size=6,  # an empty file is a ReaderError, tested above
+        min_size=1,  # an empty file is a ReaderError, tested above
+        max_size=6,
     ),
     ascii_only=st.booleans(),
 )
