@@ -1,0 +1,5 @@
+"""Operations API (JSON, token auth, OpenAPI)."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
