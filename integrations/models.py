@@ -108,10 +108,27 @@ class Integration(models.Model):
         default=list, blank=True, help_text="Payload fields masked for roles that need not see them."
     )
     auth_failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    # Health of the destination, kept by the pipeline: the start of the current run of failed
+    # deliveries (None while it delivers), and the last success. Alerts and auto-pause read these.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    auto_pause_after_hours = models.PositiveIntegerField(
+        default=24, help_text="Pause (and alert) when the destination has failed this long without a success; 0: never."
+    )
+    alert_webhook_url = models.URLField(blank=True, help_text="Also POST alerts about this integration here.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords(excluded_fields=["destination_secret", "webhook_secret", "webhook_secret_previous"])
+    history = HistoricalRecords(
+        excluded_fields=[
+            "destination_secret",
+            "webhook_secret",
+            "webhook_secret_previous",
+            "failing_since",
+            "last_success_at",
+            "auth_failing_since",
+        ]
+    )
 
     class Meta:
         ordering = ["customer__name", "name"]
