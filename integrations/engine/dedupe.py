@@ -154,13 +154,15 @@ def jaro_winkler(a: str, b: str) -> float:
 
 
 def name_similarity(a: str, b: str) -> float:
-    """The best of: as written, words reversed, words sorted (for swapped given/family names)."""
+    """The best of: as written, either side's words reversed, words sorted (for swapped
+    given/family names). Symmetric: the order of the two names does not matter."""
     if a == b:
         return 1.0
     words_a, words_b = a.split(), b.split()
     return max(
         jaro_winkler(a, b),
         jaro_winkler(" ".join(reversed(words_a)), b),
+        jaro_winkler(a, " ".join(reversed(words_b))),
         jaro_winkler(" ".join(sorted(words_a)), " ".join(sorted(words_b))),
     )
 

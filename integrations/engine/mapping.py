@@ -769,7 +769,10 @@ def _step_failed(
     entry: dict[str, Any],
     out: _Out,
 ) -> None:
-    if isinstance(exc, transforms.ConversionError):
+    if isinstance(exc, transforms.BlankValue):
+        trail.append({"conversion": step.label, "blank": exc.reason})
+        _blank_outcome(f, raw, entry, out, after=True)
+    elif isinstance(exc, transforms.ConversionError):
         trail.append({"conversion": step.label, "error": exc.reason})
         _invalid_outcome(f, raw, step, f"{exc.reason} for field {f.name}", exc.code, entry, out)
     else:

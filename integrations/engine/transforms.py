@@ -44,6 +44,14 @@ class ConversionError(ValueError):
         self.code = code
 
 
+class BlankValue(ConversionError):
+    """The part a conversion needs is blank (a named source whose number/code/name is empty):
+    the mapping treats the field as blank and applies its on_blank rule."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, code="blank")
+
+
 def show(value: Any, limit: int = 80) -> str:
     """A value as quoted in a reason: ``'abc'``, shortened when long."""
     text = value if isinstance(value, str) else repr(value)
@@ -267,7 +275,7 @@ def phone_e164(value: Any, /, *, region: str | None = None) -> str:
     or that have no country code when no country is known, are invalid — never guessed."""
     raw, country = _split_named(value, "number", "country")
     if raw is None:
-        raise ConversionError("no phone number")
+        raise BlankValue("no phone number")
     digits = _as_text(raw).strip()
     where = region
     if country is not None and not isinstance(country, dict | list):
@@ -447,7 +455,7 @@ def subdivision(value: Any, /, *, country: str | None = None, output: str = "cod
     source ``{name: province, country: country_code}``. Unknown names are invalid."""
     raw, record_country = _split_named(value, "name", "country")
     if raw is None:
-        raise ConversionError("no subdivision")
+        raise BlankValue("no subdivision")
     where = country_code(record_country) if record_country is not None else None
     where = where or (country_code(country) if country else None)
     if where is None:
@@ -513,7 +521,7 @@ def postal_code(value: Any, /, *, country: str | None = None, pad: bool = False,
     because a lost digit is not always a lost leading zero. ``check: false`` skips the check."""
     raw, record_country = _split_named(value, "code", "country")
     if raw is None:
-        raise ConversionError("no postal code")
+        raise BlankValue("no postal code")
     code = _SPACES.sub(" ", _as_text(raw).strip().lstrip("'’").strip()).upper()
     if not code:
         raise ConversionError("the postal code is empty")
@@ -632,10 +640,7 @@ def parse_datetime(value: Any, *, format: str = "iso", assume_tz: str | None = N
     if format == "iso" and _DATE_ONLY.fullmatch(raw):
         raise ConversionError(f"{show(raw)} is a date without a time; use the date conversion")
     try:
-        if format == "iso":
-            parsed = _dt.fromisoformat(raw)
-        else:
-            parsed = _strptime(raw, format)
+        parsed = _dt.fromisoformat(raw) if format == "iso" else _strptime(raw, format)
     except (ValueError, OverflowError):
         raise ConversionError(f"{show(raw)} is not a date and time in the format {format}") from None
     if parsed.tzinfo is None:

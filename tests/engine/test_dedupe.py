@@ -75,7 +75,9 @@ def test_febrl_copies_are_flagged_as_likely_duplicates_of_their_original_only(fe
                 kinds.add(finding.kind)
             else:
                 wrong.append((rec, finding.candidate))
-    assert flagged >= 495  # two copies lost their given name and most details: not flagged
+    # 499 of 500: rec-180-dup-0 has another given name, birth date and postcode than its
+    # original; only the suburb and social security id agree — not enough to flag.
+    assert flagged >= 498
     assert kinds == {"likely"}
     assert wrong == []
 
@@ -98,4 +100,5 @@ def test_name_similarity_is_symmetric_enough_and_bounded():
     assert jaro_winkler("martha", "marhta") == pytest.approx(0.961, abs=0.001)
     assert jaro_winkler("", "abc") == 0.0
     assert name_similarity("tiana luchetti", "luchetti tiana") == 1.0
+    assert name_similarity("wilde", "sebastian wilde") == name_similarity("sebastian wilde", "wilde")
     assert 0.0 <= name_similarity("王芳", "王 芳") <= 1.0
