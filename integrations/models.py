@@ -576,3 +576,49 @@ class ActionLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"
+
+
+class Alert(models.Model):
+    """A notification about an integration: started failing, recovered, a record gave up,
+    auto-paused, daily digest. Stored first, then sent by mail and webhook (sent_at set)."""
+
+    class Kind(models.TextChoices):
+        FAILING = "failing", "Destination started failing"
+        RECOVERED = "recovered", "Destination recovered"
+        EXHAUSTED = "exhausted", "Records gave up after their retries"
+        PAUSED = "paused", "Integration auto-paused"
+        DIGEST = "digest", "Review queue digest"
+
+    integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    subject = models.CharField(max_length=300)
+    message = models.TextField()
+    recipients = models.JSONField(default=list, blank=True)
+    details = exact_json_field(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Throttling: the last alert of a kind for an integration.
+            models.Index(fields=["integration", "kind", "-created_at"], name="alert_throttle_idx"),
+            # The sender: alerts not sent yet.
+            models.Index(fields=["created_at"], name="alert_unsent_idx", condition=Q(sent_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.kind}: {self.subject}"
+
+
+class PeriodicRun(models.Model):
+    """When each periodic task last ran. Workers claim a run with a guarded UPDATE, so with
+    any number of workers each task runs once per interval (no separate scheduler process)."""
+
+    name = models.CharField(max_length=60, unique=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_result = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_run_at}"

@@ -18,6 +18,7 @@ VIEW_ALL = [
     "integrations.view_recordlink",
     "integrations.view_importbatch",
     "integrations.view_actionlog",
+    "integrations.view_alert",
 ]
 SUPPORT = [
     *VIEW_ALL,
@@ -55,7 +56,9 @@ def apply_roles(group_model: Any, permission_model: Any) -> None:
         perms = []
         for code in codes:
             app_label, codename = code.split(".")
-            perms.append(permission_model.objects.get(content_type__app_label=app_label, codename=codename))
+            # A permission of a model that a later migration creates is not there yet in an
+            # earlier one: that later migration re-applies the roles (see 0007).
+            perms.extend(permission_model.objects.filter(content_type__app_label=app_label, codename=codename))
         group.permissions.set(perms)
     admin, _ = group_model.objects.get_or_create(name=ADMIN)
     admin.permissions.set(permission_model.objects.all())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -60,13 +61,14 @@ class Workers:
             env={**self.env, **extra_env},
             stdout=handle,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a kill takes anything it started
         )
         self.procs.append(proc)
         self.logs.append(log)
         return proc
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
     def stop_all(self) -> None:
@@ -79,6 +81,8 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def output(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.logs if p.exists())

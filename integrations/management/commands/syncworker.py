@@ -1,10 +1,11 @@
 """`manage.py syncworker`: run delivery work.
 
 With REDIS_URL: an RQ worker (SimpleWorker: no fork per job, so the database connection and the
-compiled-spec cache stay warm) plus a sweeper thread that every ``--sweep-interval`` seconds hands
-back records of dead workers and wakes integrations with due records — so work lost in Redis
-(a flush, a killed worker) is found again from the database.
-Embedded (no Redis): one loop that sweeps and drains due integrations, polling every second."""
+compiled-spec cache stay warm; no rq scheduler, nothing is scheduled in Redis) plus a sweeper
+thread that every ``--sweep-interval`` seconds hands back records of dead workers and wakes
+integrations with due records — so work lost in Redis (a flush, a killed worker) is found again
+from the database. Embedded (no Redis): one loop that sweeps and drains due integrations,
+polling every second."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import threading
 import time
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from integrations import queue
 from integrations.services import processing, sweeper
@@ -53,12 +54,16 @@ class Command(BaseCommand):
                 stop.wait(options["sweep_interval"])
 
         sweeper.sweep()
+        # No connection may be shared with anything rq forks (it forks nothing for SimpleWorker,
+        # but be safe): each thread and process opens its own.
+        connections.close_all()
         if not options["burst"]:
             threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
         q = django_rq.get_queue("default")
         worker = SimpleWorker([q], connection=q.connection, name=f"syncdesk-{os.getpid()}")
         try:
-            worker.work(burst=options["burst"], with_scheduler=not options["burst"])
+            # No rq scheduler: retries and windows are rows in PostgreSQL, re-enqueued by the sweeper.
+            worker.work(burst=options["burst"], with_scheduler=False)
         finally:
             stop.set()
 
