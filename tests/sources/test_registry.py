@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from integrations.models import Integration
 from integrations.sources import registry
 from integrations.sources.base import StatusCodes
 
@@ -35,3 +36,9 @@ def test_each_platform_kind_has_a_section_in_the_docs(name):
 def test_unknown_kind_names_the_name():
     with pytest.raises(KeyError, match="'salesforce'"):
         registry.get("salesforce")
+
+
+def test_every_kind_an_integration_can_choose_is_registered_and_every_registered_kind_can_be_chosen():
+    """A kind added to registry._MODULES but not to Integration.SourceKind (or the other way round)
+    is either unselectable or a 500 "misconfigured" at the webhook: both lists must agree."""
+    assert sorted(Integration.SourceKind.values) == registry.names()
