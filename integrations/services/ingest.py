@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from integrations import queue
-from integrations.engine import exactjson, mapping, schedule
+from integrations.engine import exactjson, mapping
 from integrations.models import ImportBatch, Integration, SyncRecord
 from integrations.services import specs
 from integrations.sources.base import InboundItem
@@ -51,13 +51,10 @@ def _text(value: Any) -> str:
 def _initial_state(integration: Integration, now: datetime) -> tuple[str, datetime | None]:
     if integration.is_paused:
         return SyncRecord.Status.HELD, None
-    due = schedule.next_delivery_time(
-        now,
-        tz=integration.customer.time_zone,
-        start=integration.window_start if integration.delivery_mode == "scheduled" else None,
-        end=integration.window_end if integration.delivery_mode == "scheduled" else None,
-    )
-    return SyncRecord.Status.PENDING, due
+    # The window is the integration's own or a customer rule's (rules_service.window_for).
+    from integrations.services import rules as rules_service
+
+    return SyncRecord.Status.PENDING, rules_service.delivery_time(integration, now)
 
 
 def _rows(integration: Integration, items: Iterable[InboundItem], now: datetime, batch_id: int | None) -> list[dict]:

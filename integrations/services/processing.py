@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from integrations import queue
-from integrations.engine import exactjson, mapping, schedule
+from integrations.engine import exactjson, mapping
 from integrations.engine import retry_policy as rp
 from integrations.models import (
     Integration,
@@ -735,11 +735,8 @@ def _wake_children(source_id: str, now: datetime) -> None:
 
 
 def next_delivery_time(integration: Integration, now: datetime) -> datetime:
-    if integration.delivery_mode != Integration.DeliveryMode.SCHEDULED:
-        return now
-    return schedule.next_delivery_time(
-        now, tz=integration.customer.time_zone, start=integration.window_start, end=integration.window_end
-    )
+    # The integration's own window or a customer rule's (rules_service.window_for).
+    return rules_service.delivery_time(integration, now)
 
 
 __all__ = ["claim_due", "drain_integration", "idempotency_key", "process_record"]
