@@ -178,3 +178,6 @@ SYNCDESK_LEASE_SECONDS = int(os.environ.get("SYNCDESK_LEASE_SECONDS", "120"))
 SYNCDESK_CHUNK_SIZE = int(os.environ.get("SYNCDESK_CHUNK_SIZE", "100"))
 SYNCDESK_WEBHOOK_MAX_BYTES = 1024 * 1024
 SYNCDESK_WEBHOOK_TOLERANCE_SECONDS = 300
+# Alerts: who hears when an integration starts failing, recovers, gives up on records or is paused.
+SYNCDESK_ALERT_EMAILS = env_list("SYNCDESK_ALERT_EMAILS", "")
+SYNCDESK_ALERT_WEBHOOK_URL = os.environ.get("SYNCDESK_ALERT_WEBHOOK_URL", "")

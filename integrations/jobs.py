@@ -9,5 +9,5 @@ def drain(integration_id: int) -> int:
     return processing.drain_integration(integration_id)
 
 
-def sweep() -> dict[str, int]:
+def sweep() -> dict[str, object]:
     return sweeper.sweep()

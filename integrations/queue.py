@@ -52,6 +52,21 @@ def forget_wake(integration_id: int) -> None:
         _queue().connection.delete(WAKE_KEY.format(integration_id))
 
 
+def hold_drain_lock(integration_id: int, token: str, *, seconds: int) -> bool:
+    """One drain at a time for a rate-limited destination (embedded mode has one worker anyway)."""
+    if not uses_rq():
+        return True
+    conn = _queue().connection
+    key = f"syncdesk:drain-lock:{integration_id}"
+    if conn.set(key, token, nx=True, ex=seconds):
+        return True
+    current = conn.get(key)
+    if current is not None and current.decode() == token:
+        conn.expire(key, seconds)
+        return True
+    return False
+
+
 def wake_after_commit(*integration_ids: int) -> None:
     for integration_id in set(integration_ids):
         transaction.on_commit(lambda i=integration_id: wake(i))

@@ -33,8 +33,8 @@ from integrations.models import (
     SyncAttempt,
     SyncRecord,
 )
+from integrations.services import health, specs
 from integrations.services import rules as rules_service
-from integrations.services import specs
 from integrations.transports import registry as transports
 from integrations.transports.rest_json import DeliveryRequest, TransportError
 
@@ -88,7 +88,7 @@ def claim_due(integration_id: int, *, limit: int, token: str, now: datetime | No
         RecordLink.objects.filter(integration_id=integration_id, source_id__in=list(leased)).filter(
             Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_token=token)
         ).update(lease_until=until, lease_token=token)
-        ids = [chosen[s] for s in leased]
+        ids = [pk for entity, pk in chosen.items() if entity in leased]  # oldest first, as claimed
         SyncRecord.objects.filter(pk__in=ids).update(status=S.PROCESSING, lease_until=until, lease_token=token)
     return ids
 
@@ -110,16 +110,26 @@ def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: 
     deadline = time.monotonic() + max_seconds
     done = 0
     chunk = settings.SYNCDESK_CHUNK_SIZE
+    paced_until = 0.0
     while time.monotonic() < deadline:
         integration = Integration.objects.select_related("customer").filter(pk=integration_id).first()
         if integration is None or integration.is_paused:
             return done
-        ids = claim_due(integration_id, limit=chunk, token=token)
+        rate = integration.rate_limit_per_second
+        if rate and not queue.hold_drain_lock(integration_id, token, seconds=int(max_seconds) + 30):
+            return done  # a rate-limited destination gets one drain at a time; another is running
+        ids = claim_due(integration_id, limit=min(chunk, max(1, int(rate or chunk))), token=token)
         if not ids:
             return done
-        if len(ids) == chunk:
+        if len(ids) == chunk and not rate:
             queue.wake(integration_id)  # a backlog: let an idle worker help
         for record_id in ids:
+            if rate:
+                # The destination's allowed rate: a short, bounded pause between deliveries.
+                wait = paced_until - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                paced_until = time.monotonic() + 1.0 / rate
             process_record(record_id, token=token, integration=integration)
             done += 1
     if SyncRecord.objects.filter(
@@ -696,6 +706,12 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
             )
         if step.rules:
             rules_service.count_fired(step.rules, now)
+        if step.status == S.DELIVERED:
+            health.note_delivered(integration, now)
+        elif step.error_class:
+            health.note_failure(integration, step.error_class, step.reason, now)
+            if step.status == S.REVIEW and step.error_class in rp.TRANSIENT:
+                health.note_gave_up(integration, record.pk, step.reason)
         if step.status == S.DELIVERED and step.wake_children:
             _wake_children(step.source_id or record.source_id, now)
         # Due soon: ask for a worker now; far away: the sweeper will find it.

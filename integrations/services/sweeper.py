@@ -46,8 +46,11 @@ def due_integrations() -> list[int]:
     )
 
 
-def sweep() -> dict[str, int]:
+def sweep(*, periodic: bool = True) -> dict[str, object]:
+    from integrations.services import periodic as periodic_tasks
+
     released = release_expired_leases()
+    ran = periodic_tasks.run_due() if periodic else {}
     due = due_integrations()
     woken = sum(1 for integration_id in due if queue.wake(integration_id))
-    return {"released": released, "due_integrations": len(due), "woken": woken}
+    return {"released": released, "due_integrations": len(due), "woken": woken, "periodic": sorted(ran)}

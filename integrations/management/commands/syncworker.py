@@ -74,7 +74,7 @@ class Command(BaseCommand):
             while True:
                 busy = 0
                 if time.monotonic() - last_sweep >= min(options["sweep_interval"], 5.0):
-                    sweeper.release_expired_leases()
+                    sweeper.sweep()
                     last_sweep = time.monotonic()
                 for integration_id in sweeper.due_integrations():
                     busy += processing.drain_integration(integration_id, max_seconds=10)
