@@ -266,7 +266,8 @@ class _Checker:
             if entry.get(key) in (None, ""):
                 self.add(where, f"{key} is required")
                 ok = False
-        return ok and not unknown
+        # Unknown keys are reported, and the rest of the entry is still checked.
+        return ok
 
     def user(self, where: str, username: Any) -> AbstractBaseUser | None:
         if username in (None, ""):
@@ -291,7 +292,9 @@ def _values(
             continue
         raw = entry[name]
         if name in USER_FIELDS:
-            values[name] = check.user(f"{where}.{name}", raw)
+            user = check.user(f"{where}.{name}", raw)
+            if user is not None or raw in (None, ""):  # an unknown user is already a problem
+                values[name] = user
             continue
         model_field = model._meta.get_field(name)
         if isinstance(model_field, models.JSONField):

@@ -7,6 +7,10 @@ cannot be read (or is not an object) is ``{"line": N, "error": "..."}``. Numbers
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import Any, BinaryIO
+
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.engine import exactjson, mapping, spectext
@@ -48,18 +52,25 @@ class Command(BaseCommand):
             stream = open(options["file"], "rb")  # noqa: SIM115
         except OSError as exc:
             raise CommandError(f"Cannot open {options['file']}: {exc.strerror}") from None
-        write = self.stdout.write
         with stream:
             try:
-                for item in open_records(stream, name=options["file"], file_format=options["format"]):
-                    if isinstance(item, RowError):
-                        write(exactjson.dumps({"line": item.line, "error": item.reason}))
-                    else:
-                        write(exactjson.dumps({"line": item.line, **preview_one(compiled, item.record)}))
-            except ReaderError as exc:
-                # The rest of the file cannot be read; lines already printed stand.
-                write(exactjson.dumps({"line": None, "error": str(exc)}))
-                raise CommandError(f"{options['file']}: {exc}") from None
+                self._print(stream, compiled, options)
+            except BrokenPipeError:
+                # `map_preview ... | head`: the reader went away; stop quietly.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    def _print(self, stream: BinaryIO, compiled: mapping.CompiledSpec, options: dict[str, Any]) -> None:
+        write = self.stdout.write
+        try:
+            for item in open_records(stream, name=options["file"], file_format=options["format"]):
+                if isinstance(item, RowError):
+                    write(exactjson.dumps({"line": item.line, "error": item.reason}))
+                else:
+                    write(exactjson.dumps({"line": item.line, **preview_one(compiled, item.record)}))
+        except ReaderError as exc:
+            # The rest of the file cannot be read; the lines already printed stand.
+            write(exactjson.dumps({"line": None, "error": str(exc)}))
+            raise CommandError(f"{options['file']}: {exc}") from None
 
 
 def _spec_file(path: str) -> object:
