@@ -8,7 +8,8 @@ No timestamp is signed, so there is no freshness window. Shopify itself redelive
 event for up to 4 hours, with the same ``X-Shopify-Event-Id``: duplicates and replays are caught
 by dedupe on that id (falling back to ``X-Shopify-Webhook-Id``). The headers are not signed, so a
 replayed body under a new event id is stored again — but it carries the same ``updated_at``, so
-it can never overwrite newer data; it is at worst delivered again as an identical update.
+it can never overwrite newer data. (Processing currently sends such a copy as an update with the
+first copy's Idempotency-Key, which an idempotent partner refuses: see docs/sources.md.)
 
 Body: the bare resource (an order, customer, product …), not wrapped. Source id = its ``id`` as
 exact text (Shopify ids exceed 2^53); ordering time = its ``updated_at`` (ISO 8601 with offset),
