@@ -559,6 +559,12 @@ class _Work:
                 return i
         return None
 
+    def base_source(self, name: str) -> Any:
+        for f in self.base.get("fields", []):
+            if isinstance(f, dict) and f.get("name") == name:
+                return f.get("source")
+        return None
+
     def field_for_edit(self, index: int) -> dict[str, Any]:
         spec = self._own()
         if index not in self.copied:
@@ -662,7 +668,8 @@ def _patch(rule: RuleData, work: _Work, record: Any, blanks: frozenset[str]) -> 
     name = p["field"]
     index = work.field_index(name)
     if kind == "special_code":
-        source = p.get("source") or (work.current()["fields"][index].get("source") if index is not None else None)
+        # Compare with the mapping's own source (an earlier special code may have replaced the field).
+        source = p.get("source") or work.base_source(name)
         if source is None:
             raise _NotApplicable(f"the mapping has no field {name!r} with a source to compare")
         value = _source_value(source, record, blanks)
