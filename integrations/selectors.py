@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
-from integrations.models import Integration, ReviewItem, SyncAttempt, SyncRecord
+from integrations.models import (
+    ActionLog,
+    ExceptionRule,
+    Integration,
+    MappingVersion,
+    RecordLink,
+    ReviewItem,
+    SyncAttempt,
+    SyncRecord,
+)
 
 
 def sync_report(*, customer_slug: str | None = None, since: datetime | None = None) -> dict[str, Any]:
@@ -88,3 +99,573 @@ def queue_depth() -> dict[str, Any]:
         return {"backend": "rq", "queued_jobs": q.count, "scheduled_jobs": q.scheduled_job_registry.count}
     except Exception as exc:  # Redis down: the report still works from the database
         return {"backend": "rq", "error": str(exc)}
+
+
+# ============================================================================================
+# Support UI and operations API reads: dashboard, record search, record page, review queue.
+# Every function here runs a fixed number of queries, whatever the number of rows.
+# ============================================================================================
+
+# The dashboard's four columns, as record statuses. "Waiting" is everything not finished yet.
+STATUS_GROUPS: dict[str, tuple[str, ...]] = {
+    "delivered": ("delivered",),
+    "failed": ("rejected",),
+    "review": ("review",),
+    "waiting": ("pending", "processing", "retrying", "waiting_parent", "held"),
+}
+OUTCOME_ORDER = ("delivered", "retry", "waiting", "review", "rejected", "skipped", "held")
+PAGE_SIZE = 50
+
+
+def dashboard(*, customer_slug: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Per integration: record counts by status group over 24 h and 7 days (by received time),
+    oldest unfinished record, open review items; attempt outcomes over time; rules due for review.
+    Seven queries whatever the volume."""
+    now = now or timezone.now()
+    day_ago, week_ago = now - timedelta(hours=24), now - timedelta(days=7)
+    integrations = list(Integration.objects.select_related("customer").order_by("customer__name", "name"))
+    if customer_slug:
+        integrations = [i for i in integrations if i.customer.slug == customer_slug]
+    ids = [i.pk for i in integrations]
+    group_of = {status: group for group, statuses in STATUS_GROUPS.items() for status in statuses}
+    empty = dict.fromkeys(STATUS_GROUPS, 0)
+    counts: dict[int, dict[str, dict[str, int]]] = {i: {"day": dict(empty), "week": dict(empty)} for i in ids}
+    # Served by record_recent_idx (received_at range); both windows in one pass.
+    for row in (
+        SyncRecord.objects.filter(integration_id__in=ids, received_at__gte=week_ago)
+        .values("integration_id", "status")
+        .annotate(week=Count("id"), day=Count("id", filter=Q(received_at__gte=day_ago)))
+        .order_by()
+    ):
+        group = group_of.get(row["status"])
+        if group:
+            counts[row["integration_id"]]["week"][group] += row["week"]
+            counts[row["integration_id"]]["day"][group] += row["day"]
+    oldest = dict(
+        SyncRecord.objects.filter(integration_id__in=ids, status__in=STATUS_GROUPS["waiting"])
+        .values("integration_id")
+        .annotate(oldest=Min("received_at"))
+        .order_by()
+        .values_list("integration_id", "oldest")
+    )
+    review = dict(
+        ReviewItem.objects.filter(record__integration_id__in=ids, status=ReviewItem.Status.OPEN)
+        .values("record__integration_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("record__integration_id", "n")
+    )
+    rows = [
+        {
+            "integration": i,
+            "customer": i.customer,
+            "day": counts[i.pk]["day"],
+            "week": counts[i.pk]["week"],
+            "oldest_waiting": oldest.get(i.pk),
+            "review_open": review.get(i.pk, 0),
+        }
+        for i in integrations
+    ]
+    totals = {
+        window: {g: sum(r[window][g] for r in rows) for g in STATUS_GROUPS}  # type: ignore[index]
+        for window in ("day", "week")
+    }
+    rules_due = list(
+        ExceptionRule.objects.filter(
+            status=ExceptionRule.Status.ACTIVE,
+            next_review_due__lte=timezone.localdate(now),
+            customer__in=[i.customer_id for i in integrations],
+        )
+        .select_related("customer", "integration", "owner")
+        .order_by("next_review_due", "id")[:50]
+    )
+    return {
+        "now": now,
+        "day_ago": day_ago,
+        "week_ago": week_ago,
+        "rows": rows,
+        "totals": totals,
+        "review_open": sum(review.values()),
+        "chart_day": outcome_chart(ids, since=day_ago, until=now, unit="hour"),
+        "chart_week": outcome_chart(ids, since=week_ago, until=now, unit="day"),
+        "rules_due": rules_due,
+    }
+
+
+def outcome_chart(
+    integration_ids: list[int], *, since: datetime, until: datetime, unit: str, width: int = 720, height: int = 160
+) -> dict[str, Any]:
+    """Attempt outcomes per hour or day as stacked bars, laid out for an inline SVG (no JS).
+    One query; the time range is served by attempt_time_error_idx (started_at first)."""
+    from django.db.models.functions import TruncDay, TruncHour
+
+    trunc = TruncHour if unit == "hour" else TruncDay
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    start = since.replace(minute=0, second=0, microsecond=0)
+    if unit == "day":
+        start = timezone.localtime(since).replace(hour=0, minute=0, second=0, microsecond=0)
+    buckets: list[datetime] = []
+    at = start
+    while at <= until:
+        buckets.append(at)
+        at += step
+    data: dict[datetime, dict[str, int]] = {b: {} for b in buckets}
+    for row in (
+        SyncAttempt.objects.filter(
+            started_at__gte=start, started_at__lte=until, record__integration_id__in=integration_ids
+        )
+        .annotate(bucket=trunc("started_at"))
+        .values("bucket", "outcome")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        bucket = row["bucket"]
+        if bucket in data:
+            data[bucket][row["outcome"]] = data[bucket].get(row["outcome"], 0) + row["n"]
+    peak = max([sum(v.values()) for v in data.values()] + [1])
+    left, bottom, top = 36, 18, 6
+    plot_h = height - bottom - top
+    slot = (width - left) / max(len(buckets), 1)
+    bar_w = max(slot * 0.75, 1.0)
+    bars = []
+    totals: dict[str, int] = {}
+    label_every = 3 if unit == "hour" else 1
+    for index, bucket in enumerate(buckets):
+        y = float(top + plot_h)
+        segments = []
+        for outcome in OUTCOME_ORDER:
+            n = data[bucket].get(outcome, 0)
+            if not n:
+                continue
+            totals[outcome] = totals.get(outcome, 0) + n
+            h = plot_h * n / peak
+            y -= h
+            segments.append({"outcome": outcome, "n": n, "y": round(y, 1), "h": round(max(h, 0.5), 1)})
+        local = timezone.localtime(bucket)
+        bars.append(
+            {
+                "x": round(left + index * slot + (slot - bar_w) / 2, 1),
+                "w": round(bar_w, 1),
+                "segments": segments,
+                "total": sum(data[bucket].values()),
+                "when": local,
+                "label": (local.strftime("%H:%M") if unit == "hour" else local.strftime("%a %d"))
+                if index % label_every == 0
+                else "",
+                "label_x": round(left + index * slot + slot / 2, 1),
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "plot_bottom": top + plot_h,
+        "plot_top": top,
+        "left": left,
+        "peak": peak,
+        "bars": bars,
+        "totals": [(o, totals[o]) for o in OUTCOME_ORDER if o in totals],
+        "unit": unit,
+        "empty": not totals,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Record search
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordFilters:
+    customer: str = ""
+    integration: str = ""
+    source_id: str = ""
+    destination_id: str = ""
+    statuses: list[str] = field(default_factory=list)
+    error_class: str = ""
+    reason: str = ""
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    oldest_first: bool = False
+
+    def is_empty(self) -> bool:
+        return not any(
+            [
+                self.customer,
+                self.integration,
+                self.source_id,
+                self.destination_id,
+                self.statuses,
+                self.error_class,
+                self.reason,
+                self.received_from,
+                self.received_to,
+            ]
+        )
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(received_at: datetime, pk: int) -> str:
+    raw = f"{received_at.isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, pk = raw.rpartition("|")
+        parsed = datetime.fromisoformat(when)
+        if timezone.is_naive(parsed):
+            raise ValueError("naive")
+        return parsed, int(pk)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor("That page link is not valid; start from the first page.") from exc
+
+
+def search_records(
+    filters: RecordFilters, *, cursor: str | None = None, limit: int = PAGE_SIZE
+) -> tuple[list[SyncRecord], str | None]:
+    """One page of records, newest first (or oldest first), and the cursor of the next page.
+
+    Keyset pagination on (received_at, id): no OFFSET and no COUNT, so page 1000 costs what
+    page 1 costs. The ordering is served by record_recent_idx / record_status_recent_idx; a
+    source id by record_source_idx (integration first: without one, every integration's id is
+    listed so PostgreSQL can still use that index); a destination id by record_destination_idx.
+    Two queries at most (integration ids, then the page)."""
+    qs = SyncRecord.objects.select_related("integration__customer").defer(
+        "payload", "original_payload", "prepared_body", "prepared_rules"
+    )
+    if filters.integration:
+        qs = qs.filter(integration__slug=filters.integration)
+    if filters.customer:
+        qs = qs.filter(integration__customer__slug=filters.customer)
+    if filters.source_id:
+        if not filters.integration:
+            scope = Integration.objects.all()
+            if filters.customer:
+                scope = scope.filter(customer__slug=filters.customer)
+            qs = qs.filter(integration_id__in=list(scope.values_list("id", flat=True)))
+        qs = qs.filter(source_id=filters.source_id)
+    if filters.destination_id:
+        qs = qs.exclude(destination_id="").filter(destination_id=filters.destination_id)
+    if filters.statuses:
+        qs = qs.filter(status__in=filters.statuses)
+    if filters.error_class:
+        qs = qs.filter(last_error_class=filters.error_class)
+    if filters.reason:
+        qs = qs.filter(last_reason__icontains=filters.reason)
+    if filters.received_from:
+        qs = qs.filter(received_at__gte=filters.received_from)
+    if filters.received_to:
+        qs = qs.filter(received_at__lt=filters.received_to)
+    if cursor:
+        when, pk = decode_cursor(cursor)
+        if filters.oldest_first:
+            qs = qs.filter(Q(received_at__gt=when) | Q(received_at=when, id__gt=pk))
+        else:
+            qs = qs.filter(Q(received_at__lt=when) | Q(received_at=when, id__lt=pk))
+    qs = qs.order_by("received_at", "id") if filters.oldest_first else qs.order_by("-received_at", "-id")
+    rows = list(qs[: limit + 1])
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].received_at, rows[-1].pk)
+    return rows, next_cursor
+
+
+def error_classes() -> list[str]:
+    from integrations.engine import retry_policy as rp
+
+    return sorted(
+        {
+            value
+            for name, value in vars(rp).items()
+            if name.isupper() and isinstance(value, str) and value.islower() and " " not in value
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Record page
+# --------------------------------------------------------------------------------------------
+
+
+def record_detail(record_id: int) -> dict[str, Any]:
+    """Everything the record page shows, in seven queries: the record, its attempts, review
+    items, action log, link, the published version, and the versions needed for the diff."""
+    record = (
+        SyncRecord.objects.select_related(
+            "integration__customer", "pinned_version", "prepared_version", "requested_by", "batch"
+        )
+        .filter(pk=record_id)
+        .first()
+    )
+    if record is None:
+        raise SyncRecord.DoesNotExist(f"No record {record_id}")
+    attempts = list(record.attempts.select_related("mapping_version", "acting_user").order_by("number"))
+    review_items = list(
+        record.review_items.select_related("assignee", "resolved_by", "mapping_version", "rule").order_by("-opened_at")
+    )
+    actions = list(ActionLog.objects.filter(record=record).select_related("actor").order_by("-created_at", "-id")[:200])
+    link = (
+        RecordLink.objects.filter(integration_id=record.integration_id, source_id=record.source_id)
+        .select_related("last_version")
+        .first()
+    )
+    published = MappingVersion.objects.filter(integration_id=record.integration_id, status="published").first()
+    used = next((a.mapping_version for a in reversed(attempts) if a.mapping_version_id), None)
+    diff: list[dict[str, Any]] = []
+    if used is not None and published is not None and used.pk != published.pk:
+        from integrations.engine import mapping
+
+        diff = mapping.diff_specs(used.spec, published.spec)
+    original_version_id = record.prepared_version_id or next(
+        (a.mapping_version_id for a in attempts if a.mapping_version_id), None
+    )
+    last = attempts[-1] if attempts else None
+    return {
+        "record": record,
+        "attempts": attempts,
+        "last_attempt": last,
+        "last_with_output": next((a for a in reversed(attempts) if a.output is not None or a.trace), None),
+        "last_with_request": next((a for a in reversed(attempts) if a.request), None),
+        "review_items": review_items,
+        "open_review": next((i for i in review_items if i.status == ReviewItem.Status.OPEN), None),
+        "actions": actions,
+        "link": link,
+        "published": published,
+        "used_version": used,
+        "original_version_id": original_version_id,
+        "version_diff": diff,
+    }
+
+
+def preview_resend(record: SyncRecord, *, version: str = "current") -> dict[str, Any]:
+    """What a resend would send, computed in-process: the mapping and the customer's rules run
+    on the record's payload. Reads only: no attempt, no status change, no HTTP, no rule counts."""
+    from integrations.engine import mapping
+    from integrations.services import processing, specs
+    from integrations.services import rules as rules_service
+
+    integration = record.integration
+    chosen = None
+    if version == "original":
+        original_id = record.prepared_version_id or (
+            SyncAttempt.objects.filter(record_id=record.pk, mapping_version__isnull=False)
+            .order_by("number")
+            .values_list("mapping_version_id", flat=True)
+            .first()
+        )
+        chosen = MappingVersion.objects.filter(pk=original_id).first() if original_id else None
+    else:
+        chosen = specs.published_version(integration.pk)
+    if chosen is None:
+        return {"version": None, "decision": "none", "message": "No mapping version to preview with."}
+    spec = specs.compiled_for(chosen)
+    ruling = rules_service.evaluate(integration, record.payload, spec)
+    base = {"version": chosen, "rules": ruling.fired, "problems": [], "trace": [], "output": None}
+    if ruling.skip:
+        return {**base, "decision": "skip", "message": ruling.skip}
+    if ruling.hold:
+        return {**base, "decision": "hold", "message": ruling.hold}
+    spec = ruling.spec or spec
+    entity = processing.entity_key(record.source_id, record.group_key)
+    destination_id = (
+        RecordLink.objects.filter(integration_id=integration.pk, source_id=entity)
+        .values_list("destination_id", flat=True)
+        .first()
+    )
+    context = mapping.MappingContext(is_update=bool(destination_id), field_notes=ruling.field_notes)
+    result = mapping.map_record(spec, record.payload, context).to_json()
+    return {
+        **base,
+        "decision": result["decision"],
+        "message": "",
+        "operation": "update" if destination_id else "create",
+        "destination_id": destination_id or "",
+        "output": result["output"],
+        "problems": result["problems"],
+        "trace": result["trace"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Review queue
+# --------------------------------------------------------------------------------------------
+
+GROUP_BY = ("cause", "version", "rule")
+
+_CAUSE_WORDS = {
+    "client_error": "partner refused the record",
+    "server_error": "partner kept failing (server errors)",
+    "timeout": "partner kept timing out",
+    "connection": "could not connect to the partner",
+    "lost_response": "answers from the partner were lost",
+    "rate_limited": "partner kept rate-limiting",
+    "auth": "partner refused our credentials",
+    "conflict": "partner reported a conflict",
+    "idempotency_mismatch": "partner reported an idempotency mismatch",
+    "config": "no published mapping",
+    "missing_parent": "parent record never delivered",
+    "missing_source_id": "no source id where the mapping expects one",
+    "rule_hold": "held by a customer rule",
+    "internal": "internal error",
+}
+
+
+@dataclass
+class ReviewFilters:
+    customer: str = ""
+    integration: str = ""
+    reason_code: str = ""
+    assignee: str = ""  # a username, "me" is resolved by the view, "none" = unassigned
+
+
+def _open_items(filters: ReviewFilters) -> Any:
+    qs = ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+    if filters.customer:
+        qs = qs.filter(record__integration__customer__slug=filters.customer)
+    if filters.integration:
+        qs = qs.filter(record__integration__slug=filters.integration)
+    if filters.reason_code:
+        qs = qs.filter(reason_code=filters.reason_code)
+    if filters.assignee == "none":
+        qs = qs.filter(assignee__isnull=True)
+    elif filters.assignee:
+        qs = qs.filter(assignee__username=filters.assignee)
+    return qs
+
+
+def _group_field(group_by: str) -> str:
+    return {"cause": "group_key", "version": "mapping_version_id", "rule": "rule_id"}[group_by]
+
+
+def group_items(filters: ReviewFilters, *, group_by: str, key: str) -> Any:
+    """The open items of one group (as the queue shows it), for a group action."""
+    qs = _open_items(filters)
+    name = _group_field(group_by)
+    if group_by == "cause":
+        return qs.filter(group_key=key)
+    if key in ("", "none"):
+        return qs.filter(**{f"{name}__isnull": True})
+    return qs.filter(**{name: int(key)})
+
+
+def cause_label(group_key: str, reason_code: str, count: int | None = None) -> str:
+    """A readable name for a cause group: "unmapped value 'awaiting-pickup' for status × 37"."""
+    parts = group_key.split(":", 3)
+    if len(parts) == 4 and parts[1].isdigit():
+        code, _version, field_name, raw = parts
+        words = code.replace("_", " ")
+        text = f"{words} {raw!r} for {field_name}" if raw else f"{words} for {field_name}"
+    else:
+        text = _CAUSE_WORDS.get(reason_code, reason_code.replace("_", " "))
+    return f"{text} × {count}" if count is not None else text
+
+
+def review_groups(filters: ReviewFilters, *, group_by: str = "cause") -> list[dict[str, Any]]:
+    """Open items grouped by cause (group_key), by mapping version, or by rule, biggest first.
+    Two or three queries: the grouping (review_open_group_idx for causes), then the names."""
+    qs = _open_items(filters)
+    name = _group_field(group_by)
+    rows = list(
+        qs.values(name)
+        .annotate(
+            n=Count("id"),
+            first=Min("opened_at"),
+            code=Min("reason_code"),
+            sample=Min("reason_text"),
+            version_id=Max("mapping_version_id"),
+            rule_ref=Max("rule_id"),
+            integration_id=Min("record__integration_id"),
+            integrations=Count("record__integration_id", distinct=True),
+            unassigned=Count("id", filter=Q(assignee__isnull=True)),
+        )
+        .order_by("-n", name)[:200]
+    )
+    version_ids = {r["version_id"] for r in rows if r["version_id"]}
+    versions = {
+        v.pk: v for v in MappingVersion.objects.filter(pk__in=version_ids).select_related("integration__customer")
+    }
+    rule_ids = {r["rule_ref"] for r in rows if r["rule_ref"]}
+    rules = (
+        {r.pk: r for r in ExceptionRule.objects.filter(pk__in=rule_ids).select_related("customer")} if rule_ids else {}
+    )
+    integration_ids = {r["integration_id"] for r in rows}
+    integrations = {i.pk: i for i in Integration.objects.filter(pk__in=integration_ids).select_related("customer")}
+    groups = []
+    for row in rows:
+        key_value = row[name]
+        version = versions.get(row["version_id"])
+        rule = rules.get(row["rule_ref"])
+        if group_by == "cause":
+            label = cause_label(key_value, row["code"], row["n"])
+        elif group_by == "version":
+            label = (
+                f"mapping {version.integration.slug} v{version.number or 'draft'} × {row['n']}"
+                if version
+                else f"no mapping version × {row['n']}"
+            )
+        else:
+            label = f"rule #{rule.pk} {rule.kind} ({rule.customer}) × {row['n']}" if rule else f"no rule × {row['n']}"
+        groups.append(
+            {
+                "key": "none" if key_value is None else str(key_value),
+                "label": label,
+                "count": row["n"],
+                "first": row["first"],
+                "reason_code": row["code"],
+                "sample": row["sample"],
+                "version": version,
+                "rule": rule,
+                "integration": integrations.get(row["integration_id"]),
+                "integration_count": row["integrations"],
+                "unassigned": row["unassigned"],
+            }
+        )
+    return groups
+
+
+def review_counts(filters: ReviewFilters, *, user_id: int | None) -> dict[str, int]:
+    agg = _open_items(filters).aggregate(
+        open=Count("id"),
+        unassigned=Count("id", filter=Q(assignee__isnull=True)),
+        mine=Count("id", filter=Q(assignee_id=user_id)),
+    )
+    return {k: v or 0 for k, v in agg.items()}
+
+
+def review_items_page(
+    filters: ReviewFilters,
+    *,
+    group_by: str | None = None,
+    key: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[ReviewItem], str | None]:
+    """Open items newest first, keyset-paginated on (opened_at, id); one query."""
+    qs = group_items(filters, group_by=group_by, key=key) if group_by and key is not None else _open_items(filters)
+    if cursor:
+        when, pk = decode_cursor(cursor)
+        qs = qs.filter(Q(opened_at__lt=when) | Q(opened_at=when, id__lt=pk))
+    items = list(
+        qs.select_related("record__integration__customer", "assignee", "mapping_version", "rule")
+        .defer("record__payload", "record__original_payload", "record__prepared_body", "details")
+        .order_by("-opened_at", "-id")[: limit + 1]
+    )
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        next_cursor = encode_cursor(items[-1].opened_at, items[-1].pk)
+    return items, next_cursor
+
+
+def review_reason_codes() -> list[str]:
+    return list(
+        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+        .values_list("reason_code", flat=True)
+        .distinct()
+        .order_by("reason_code")[:100]
+    )
