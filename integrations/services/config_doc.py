@@ -111,7 +111,7 @@ def rule_keys(rules: list[ExceptionRule]) -> dict[int, str]:
     counts: dict[tuple[str, str], int] = {}
     keys: dict[int, str] = {}
     for rule in sorted(rules, key=lambda r: r.pk):
-        scope = rule.integration.slug if rule.integration_id else ALL
+        scope = rule.integration.slug if rule.integration is not None else ALL
         group = (scope, rule.kind)
         counts[group] = counts.get(group, 0) + 1
         keys[rule.pk] = f"{rule.customer.slug}/{scope}/{rule.kind}/{counts[group]}"
@@ -303,7 +303,7 @@ def _values(
         if raw is None and not model_field.null:
             raw = "" if isinstance(model_field, models.CharField | models.TextField) else raw
         try:
-            value = model_field.to_python(raw)
+            value = model_field.to_python(raw)  # type: ignore[union-attr]
         except ValidationError as exc:
             check.add(f"{where}.{name}", " ".join(exc.messages))
             continue

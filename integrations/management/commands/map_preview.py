@@ -73,7 +73,7 @@ class Command(BaseCommand):
             raise CommandError(f"{options['file']}: {exc}") from None
 
 
-def _spec_file(path: str) -> object:
+def _spec_file(path: str) -> Any:
     try:
         with open(path, encoding="utf-8-sig") as fh:
             return spectext.load_spec_text(fh.read())
