@@ -30,6 +30,7 @@ from integrations.partner_sim import PartnerSim
 from integrations.services.processing import drain_integration
 from integrations.sources import hubspot, shopify, woocommerce
 from integrations.sources import stripe as stripe_kind
+from tests.pipeline.conftest import wait_until
 from tests.pipeline.helpers import make_integration
 
 from .support import dumps, load
@@ -616,6 +617,16 @@ def test_hubspot_batch_becomes_one_record_per_event(partner, corpus):
         "value": "Shef",
         "changed_at": "2023-03-21T19:29:17.125Z",
     }
+
+
+@pytest.mark.usefixtures("clean_redis")
+def test_a_stripe_event_reaches_the_partner_through_a_real_worker_process(transactional_db, partner, corpus, workers):
+    """The same path without the in-process shortcut: commit wakes the queue, a worker delivers."""
+    endpoint = _endpoint(STRIPE, partner, corpus)
+    workers.start()
+    assert endpoint.post(endpoint.first()).status_code == 202
+    wait_until(lambda: SyncRecord.objects.filter(status="delivered").exists(), timeout=30, what="delivery")
+    assert endpoint.delivered() == STRIPE.delivered
 
 
 # --------------------------------------------------------------------------------------------------
