@@ -24,6 +24,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import yaml
@@ -31,12 +32,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from simple_history.utils import update_change_reason
 
 from customers.models import Customer
 from customers.services import audited_save, customer_create, customer_update
 from integrations.engine import exactjson, mapping, spectext
+from integrations.engine import rules as engine_rules
 from integrations.models import ExceptionRule, Integration, MappingVersion
 from integrations.services import mappings
+from integrations.services import rules as rules_service
 
 FORMAT = 1
 ALL = "*"  # the integration part of a rule key for a rule that applies to all integrations
@@ -250,6 +254,9 @@ class _Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.users: dict[str, AbstractBaseUser | None] = {}
+        # Integration slug → the mapping spec it will have after the import (rules are checked
+        # against it: a value-map override needs the field's value map, …).
+        self.specs: dict[str, Any] = {}
 
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{where}: {message}")
@@ -475,6 +482,10 @@ def _plan_integration(
 
             plan.changes.append(Change("integration", slug, "update", list(changed.values()), update))
 
+    if existing is not None:
+        published = MappingVersion.objects.filter(integration=existing, status=MappingVersion.Status.PUBLISHED).first()
+        if published is not None:
+            check.specs[slug] = published.spec
     if "mapping" in item and item["mapping"] is not None:
         _plan_mapping(check, plan, f"{where}.mapping", existing, slug, item["mapping"])
     return existing
@@ -491,6 +502,7 @@ def _plan_mapping(
         for error in errors:
             check.add(f"{where}.spec", error)
         return
+    check.specs[slug] = spec
     current = (
         MappingVersion.objects.filter(integration=integration, status=MappingVersion.Status.PUBLISHED).first()
         if integration is not None
@@ -557,7 +569,16 @@ def _plan_rules(
             continue
         values = _values(check, rwhere, ExceptionRule, entry, RULE_FIELDS)
         values.pop("kind", None)  # part of the key: a different kind is a different rule
+        status = values.pop("status", None)
         rule = by_key.get(key)
+        params = values.get("params", rule.params if rule is not None else {})
+        param_problems = engine_rules.validate_params(kind, params)
+        for problem in param_problems:
+            check.add(f"{rwhere}.params", problem)
+        spec = check.specs.get(scope) if scope != ALL else None
+        if not param_problems and isinstance(spec, dict):
+            for problem in engine_rules.check_against_spec(kind, params, spec):
+                check.add(f"{rwhere}.params", f"does not fit the mapping of {scope}: {problem}")
         if rule is None:
             number = int(key[len(prefix) :])
             expected = counts.get((scope, kind), 0) + 1
@@ -568,7 +589,7 @@ def _plan_rules(
             if not entry.get("owner"):
                 check.add(f"{rwhere}.owner", "a new rule needs an owner (a username)")
             candidate = ExceptionRule(kind=kind, **values)
-            exclude = ["customer", "integration", "owner"]
+            exclude = ["customer", "integration", "owner", "params"]
             if customer is not None:
                 candidate.customer = customer
                 exclude.remove("customer")
@@ -580,36 +601,60 @@ def _plan_rules(
                 values: dict[str, Any] = values,
                 kind: str = kind,
                 scope: str = scope,
+                retire: bool = status == ExceptionRule.Status.RETIRED,
             ) -> None:
-                obj = ExceptionRule(
+                fields = {"params": {}, **values}
+                created = rules_service.rule_create(
+                    acting_user=user,
                     customer=Customer.objects.get(slug=customer_slug),
                     integration=Integration.objects.get(slug=scope) if scope != ALL else None,
                     kind=kind,
-                    created_by=user,
-                    **values,
+                    **fields,
                 )
-                audited_save(obj, acting_user=user, reason=reason)
+                update_change_reason(created, reason)  # the service says "Created"; say where from
+                if retire:
+                    rules_service.rule_retire(rule=created, acting_user=user, reason=reason)  # type: ignore[arg-type]
 
             plan.changes.append(Change("rule", key, "create", [], create))
-        else:
-            changed = _differences(rule, values)
-            if changed:
-                probe = ExceptionRule.objects.get(pk=rule.pk)
-                for name, value in values.items():
-                    setattr(probe, name, value)
-                _full_clean(check, rwhere, probe, exclude=[])
+            continue
 
-                def update(
-                    user: AbstractBaseUser | None, reason: str, pk: int = rule.pk, values: dict[str, Any] = values
-                ) -> None:
-                    obj = ExceptionRule.objects.get(pk=pk)
-                    for name, value in values.items():
-                        setattr(obj, name, value)
-                    audited_save(obj, acting_user=user, reason=reason)
+        changed = _differences(rule, values)
+        retiring = status == ExceptionRule.Status.RETIRED and rule.status != status
+        if rule.status == ExceptionRule.Status.RETIRED:
+            if status == ExceptionRule.Status.ACTIVE:
+                check.add(rwhere, "is retired here and cannot be made active again; add a new rule instead")
+            elif changed:
+                check.add(rwhere, "is retired here and cannot be changed: " + "; ".join(changed.values()))
+            continue
+        if changed:
+            probe = ExceptionRule.objects.get(pk=rule.pk)
+            for name, value in values.items():
+                setattr(probe, name, value)
+            _full_clean(check, rwhere, probe, exclude=["params"])
 
-                plan.changes.append(Change("rule", key, "update", list(changed.values()), update))
+            plan.changes.append(
+                Change(
+                    "rule",
+                    key,
+                    "update",
+                    list(changed.values()),
+                    partial(_rule_update, pk=rule.pk, fields={k: values[k] for k in changed}),
+                )
+            )
+        if retiring:
+
+            def retire(user: AbstractBaseUser | None, reason: str, pk: int = rule.pk) -> None:
+                rule = ExceptionRule.objects.get(pk=pk)
+                rules_service.rule_retire(rule=rule, acting_user=user, reason=reason)  # type: ignore[arg-type]
+
+            plan.changes.append(Change("rule", key, "retire", [], retire))
     for key in sorted(set(by_key) - seen):
         plan.notes.append(f"rule {key}: not in the document; left as it is")
+
+
+def _rule_update(user: AbstractBaseUser | None, reason: str, *, pk: int, fields: dict[str, Any]) -> None:
+    rule = ExceptionRule.objects.get(pk=pk)
+    rules_service.rule_update(rule=rule, acting_user=user, change_reason=reason, **fields)
 
 
 # --------------------------------------------------------------------------- import

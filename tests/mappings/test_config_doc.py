@@ -45,12 +45,18 @@ def configured(integration, engineer, contact_spec):
     ExceptionRule.objects.create(
         customer=customer,
         integration=integration,
-        kind="skip_records",
-        params={"when": {"field": "status", "op": "eq", "value": "cancelled"}, "ratio": "0.10"},
+        kind="skip_when",
+        params={"condition": {"field": "status", "op": "eq", "value": "cancelled"}},
         reason="They cancel test orders by hand.",
         owner=manager,
     )
-    ExceptionRule.objects.create(customer=customer, kind="hold_for_review", params={}, reason="VIP", owner=manager)
+    ExceptionRule.objects.create(
+        customer=customer,
+        kind="hold_for_review",
+        params={"condition": {"field": "total", "op": "gt", "value": 10000}},
+        reason="VIP",
+        owner=manager,
+    )
     return integration
 
 
@@ -73,7 +79,7 @@ def test_export_is_readable_yaml_without_secrets(configured, tmp_path):
     assert integration["window_start"] == "01:00:00"
     assert integration["mapping"]["version"] == 1
     assert [r["key"] for r in customer["exception_rules"]] == [
-        "test-shop/test-shop-contacts/skip_records/1",
+        "test-shop/test-shop-contacts/skip_when/1",
         "test-shop/*/hold_for_review/1",
     ]
 
@@ -105,7 +111,7 @@ def test_a_document_moves_configuration_to_an_empty_environment_and_back_unchang
     assert integration.destination_secret == ""
     version = MappingVersion.objects.get(integration=integration)
     assert (version.number, version.note, version.published_by.username) == (1, "Copy from staging", "amy")
-    rule = ExceptionRule.objects.get(kind="skip_records")
+    rule = ExceptionRule.objects.get(kind="skip_when")
     assert rule.history.get().history_change_reason == "Config import: Copy from staging"
     assert rule.created_by.username == "amy"
 
@@ -123,7 +129,13 @@ def test_changes_are_written_with_the_acting_user_and_the_note_and_mappings_get_
     customer["integrations"][0]["mapping"]["spec"] = spec_with(invited="invited")
     customer["exception_rules"][0]["reason"] = "They cancel test orders by hand (confirmed by Amy)."
     customer["exception_rules"].append(
-        {"key": "test-shop/*/hold_for_review/2", "kind": "hold_for_review", "reason": "Big orders", "owner": "amy"}
+        {
+            "key": "test-shop/*/hold_for_review/2",
+            "kind": "hold_for_review",
+            "params": {"condition": {"field": "total", "op": "gt", "value": 50000}},
+            "reason": "Big orders",
+            "owner": "amy",
+        }
     )
     doc["note"] = "Quarterly clean-up"
     path = tmp_path / "changed.yaml"
@@ -133,7 +145,7 @@ def test_changes_are_written_with_the_acting_user_and_the_note_and_mappings_get_
 
     assert "update customer test-shop: name 'Test Shop' → 'Test Shop GmbH'" in out
     assert "publish mapping test-shop-contacts (replaces v1): Field 'status'" in out
-    assert "update rule test-shop/test-shop-contacts/skip_records/1: reason" in out
+    assert "update rule test-shop/test-shop-contacts/skip_when/1: reason" in out
     assert "create rule test-shop/*/hold_for_review/2" in out
     customer_row = Customer.objects.get(slug="test-shop").history.latest()
     assert (customer_row.history_user, customer_row.history_change_reason) == (
@@ -201,7 +213,13 @@ def test_a_changed_mapping_without_any_note_is_refused(configured, tmp_path):
 def test_a_new_rule_must_take_the_next_number_of_its_kind(configured, tmp_path):
     doc = config_doc.load_document(export(tmp_path).read_text())
     doc["customers"][0]["exception_rules"].append(
-        {"key": "test-shop/*/hold_for_review/5", "kind": "hold_for_review", "reason": "x", "owner": "amy"}
+        {
+            "key": "test-shop/*/hold_for_review/5",
+            "kind": "hold_for_review",
+            "params": {"condition": {"field": "total", "op": "gt", "value": 1}},
+            "reason": "x",
+            "owner": "amy",
+        }
     )
     path = tmp_path / "gap.yaml"
     path.write_text(config_doc.dump_document(doc))
@@ -225,3 +243,49 @@ def test_export_of_one_customer_and_of_an_unknown_one(configured, tmp_path):
     assert "slug: test-shop\n" in run("config_export", customer="test-shop")
     with pytest.raises(CommandError, match="no customer is called 'nope'"):
         run("config_export", customer="nope")
+
+
+def test_rule_parameters_are_checked_against_the_kind_and_the_mapping(configured, tmp_path):
+    doc = config_doc.load_document(export(tmp_path).read_text())
+    rules = doc["customers"][0]["exception_rules"]
+    rules[0]["params"] = {"when": "always"}
+    rules.append(
+        {
+            "key": "test-shop/test-shop-contacts/value_map_override/1",
+            "integration": "test-shop-contacts",
+            "kind": "value_map_override",
+            "params": {"field": "email", "from": "a", "to": "b"},
+            "reason": "x",
+            "owner": "amy",
+        }
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(config_doc.dump_document(doc))
+
+    with pytest.raises(CommandError) as refused:
+        run("config_import", str(path))
+
+    text = str(refused.value)
+    assert "rule test-shop/test-shop-contacts/skip_when/1.params: unknown parameters: when" in text
+    assert "does not fit the mapping of test-shop-contacts: field 'email' has no value map to override" in text
+
+
+def test_a_rule_retired_in_the_document_is_retired_with_the_note(configured, tmp_path, engineer):
+    doc = config_doc.load_document(export(tmp_path).read_text())
+    doc["customers"][0]["exception_rules"][1]["status"] = "retired"
+    path = tmp_path / "retire.yaml"
+    path.write_text(config_doc.dump_document(doc))
+
+    out = run("config_import", str(path), "--note", "VIP ended", "--user", "erin")
+
+    assert "retire rule test-shop/*/hold_for_review/1" in out
+    rule = ExceptionRule.objects.get(kind="hold_for_review")
+    assert rule.status == "retired"
+    row = rule.history.latest()
+    assert (row.history_user, row.history_change_reason) == (engineer, "Retired: Config import: VIP ended")
+    assert run("config_import", str(path)).startswith("No changes")
+
+    doc["customers"][0]["exception_rules"][1]["status"] = "active"
+    path.write_text(config_doc.dump_document(doc))
+    with pytest.raises(CommandError, match="cannot be made active again"):
+        run("config_import", str(path))
