@@ -28,7 +28,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps({"customers": report}, indent=2))
             return
-        width = max([len(r["integration"]) for c in report for r in c["integrations"]] + [24])
+        width = max([len(r["integration"]) + 2 for c in report for r in c["integrations"]] + [24])
         header = f"{'':{width}}  " + "  ".join(f"{name.replace('_', ' '):>17}" for name in COUNTS)
         self.stdout.write(header)
         for customer in report:
