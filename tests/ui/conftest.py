@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from integrations.roles import VIEW_ALL
-from tests.conftest import ROLES, make_user
+from tests.conftest import ROLES
 
 
 @pytest.fixture
@@ -21,11 +21,11 @@ def viewer(db) -> User:
 
 
 @pytest.fixture
-def clients(db, viewer) -> dict[str, Client]:
+def clients(users, viewer) -> dict[str, Client]:
     out = {}
     for role in ROLES:
         client = Client()
-        client.force_login(make_user(role))
+        client.force_login(users[role])
         out[role] = client
     client = Client()
     client.force_login(viewer)
