@@ -393,6 +393,9 @@ class SyncRecord(models.Model):
     )
     destination_id = models.CharField(max_length=255, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    window_override = models.BooleanField(
+        default=False, help_text="Support released it to go now: its retries do not wait for the window."
+    )
     payload_pruned_at = models.DateTimeField(
         null=True, blank=True, help_text="When retention removed the payload (counts and outcomes are kept)."
     )

@@ -89,32 +89,25 @@ def _rows(integration: Integration, items: Iterable[InboundItem], now: datetime,
     return list(rows.values())
 
 
-_DEFAULTS = {
-    "attempt_count": 0,
-    "failure_count": 0,
-    "lease_token": "",
-    "last_error_class": "",
-    "last_reason": "",
-    "prepared_body": "",
-    "prepared_operation": "",
-    "prepared_rules": [],
-    "idempotency_key": "",
-    "destination_id": "",
-}
-
-
 def _insert_ignoring_duplicates(rows: list[dict]) -> dict[str, int]:
     """INSERT … ON CONFLICT DO NOTHING RETURNING: race-safe (B02) and one round trip for many rows.
     Returns dedupe_key -> id for the rows this call created."""
     if not rows:
         return {}
     fields = {f.attname: f for f in SyncRecord._meta.concrete_fields if f.attname != "id"}
-    columns = [c for c in fields if c in rows[0] or c in _DEFAULTS or c == "updated_at"]
+    columns = list(fields)
+    # Columns the row does not set take the model field's default, as Model.save() would.
+    defaults = {c: fields[c].get_default() for c in columns if c not in rows[0]}
     params: list[Any] = []
     now = rows[0]["received_at"]
     for row in rows:
         for column in columns:
-            value = now if column == "updated_at" else row.get(column, _DEFAULTS.get(column))
+            if column == "updated_at":
+                value = now
+            elif column in row:
+                value = row[column]
+            else:
+                value = defaults[column]
             params.append(fields[column].get_db_prep_save(value, connection))
     qn = connection.ops.quote_name
     one = "(" + ",".join(["%s"] * len(columns)) + ")"

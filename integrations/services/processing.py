@@ -240,19 +240,24 @@ def _parent_destination(record: SyncRecord, link: mapping.ParentLink, parent_id:
     parent_integration = record.integration
     if link.integration:
         parent_integration = Integration.objects.filter(slug=link.integration).only("id").first() or record.integration
-    found = (
-        RecordLink.objects.filter(integration_id=parent_integration.pk, source_id=parent_id)
+    # The parent is a record of its own, or a merged group of related records (group:<key>).
+    found = dict(
+        RecordLink.objects.filter(
+            integration_id=parent_integration.pk, source_id__in=[parent_id, entity_key("", parent_id)]
+        )
         .exclude(destination_id="")
-        .values_list("destination_id", flat=True)
-        .first()
+        .values_list("source_id", "destination_id")
     )
-    return found
+    return found.get(parent_id) or found.get(entity_key("", parent_id))
 
 
-def idempotency_key(integration_id: int, source_id: str, body: bytes) -> str:
-    """Same record version → same key on every retry; a changed body → a new key."""
+def idempotency_key(integration_id: int, source_id: str, operation: str, body: bytes) -> str:
+    """Same record version → same key on every retry; a changed body → a new key. The operation
+    is part of it: the same state sent again as an update (a second event carrying an unchanged
+    record) must not reuse the create's key, or the partner would call it a mismatch."""
     source = hashlib.sha256(source_id.encode()).hexdigest()[:12]
-    return f"sd-{integration_id}-{source}-{hashlib.sha256(body).hexdigest()[:32]}"
+    digest = hashlib.sha256(operation.encode() + b"\n" + body).hexdigest()[:32]
+    return f"sd-{integration_id}-{source}-{digest}"
 
 
 def _version_for(record: SyncRecord) -> MappingVersion | None:
@@ -394,7 +399,7 @@ def _decide_and_deliver(record: SyncRecord) -> Step:
 
     body = exactjson.dumps(result.output).encode()
     operation = "update" if destination_id else "create"
-    key = idempotency_key(integration.pk, entity, body)
+    key = idempotency_key(integration.pk, entity, operation, body)
     step = _deliver(
         record,
         body=body,
@@ -586,8 +591,8 @@ def _short(value: Any) -> str:
 def _finish(record: SyncRecord, step: Step, token: str) -> None:
     now = timezone.now()
     integration = record.integration
-    if step.next_attempt_at is not None:
-        # A scheduled integration retries inside its window too.
+    if step.next_attempt_at is not None and not record.window_override:
+        # A scheduled integration retries inside its window too (unless support released it now).
         step.next_attempt_at = next_delivery_time(integration, step.next_attempt_at)
     with transaction.atomic():
         # Still ours? If the lease expired and someone else took the record, our result is
@@ -713,7 +718,7 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
             if step.status == S.REVIEW and step.error_class in rp.TRANSIENT:
                 health.note_gave_up(integration, record.pk, step.reason)
         if step.status == S.DELIVERED and step.wake_children:
-            _wake_children(step.source_id or record.source_id, now)
+            _wake_children(now, step.source_id or record.source_id, record.group_key)
         # Due soon: ask for a worker now; far away: the sweeper will find it.
         due_soon = step.next_attempt_at is not None and step.next_attempt_at - now <= timedelta(seconds=2)
         if step.status in (S.RETRYING, S.WAITING_PARENT) and due_soon:
@@ -741,9 +746,9 @@ def _mark_group_delivered(record_ids: list[int], step: Step, now: datetime) -> N
     )
 
 
-def _wake_children(source_id: str, now: datetime) -> None:
-    """Children waiting for this record (in any integration that names this one as parent)."""
-    waiting = SyncRecord.objects.filter(status=S.WAITING_PARENT, parent_source_id=source_id)
+def _wake_children(now: datetime, *parent_ids: str) -> None:
+    """Children waiting for this record or its merged group (in any integration)."""
+    waiting = SyncRecord.objects.filter(status=S.WAITING_PARENT, parent_source_id__in=[p for p in parent_ids if p])
     integration_ids = set(waiting.values_list("integration_id", flat=True).distinct())
     if integration_ids:
         waiting.update(next_attempt_at=now)

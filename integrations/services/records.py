@@ -67,6 +67,7 @@ def resend_records(
             prepared_version=None,
             prepared_rules=[],
             requested_by=acting_user,
+            window_override=True,  # a person asked for it now
             lease_until=None,
             lease_token="",
         )
@@ -118,4 +119,21 @@ def resolve_record(*, record: SyncRecord, acting_user: AbstractBaseUser | None, 
         status=ReviewItem.Status.RESOLVED, resolved_by=acting_user, resolved_at=timezone.now(), resolution_note=note
     )
     ActionLog.objects.create(actor=acting_user, action="resolve", record=record, note=note)
+    return count
+
+
+@transaction.atomic
+def release_scheduled_now(*, integration: Any, acting_user: AbstractBaseUser | None, note: str) -> int:
+    """Deliver a scheduled integration's waiting records now instead of at its window (support
+    pushing a nightly batch early). Retries after this go back to the window."""
+    if not note.strip():
+        raise ActionRefused("Say why the batch goes out before its window.")
+    now = timezone.now()
+    count = SyncRecord.objects.filter(
+        integration=integration, status__in=SyncRecord.DUE_STATUSES, next_attempt_at__gt=now
+    ).update(next_attempt_at=now, window_override=True)
+    ActionLog.objects.create(
+        actor=acting_user, action="release_now", note=note, details={"integration": integration.pk, "records": count}
+    )
+    queue.wake_after_commit(integration.pk)
     return count
