@@ -784,13 +784,6 @@ def _same_body_new_event_id(endpoint: Endpoint, first: Request) -> Request:
     return Request(first.body, {**first.headers, "X-WC-Webhook-Delivery-ID": "0000aaaa1111bbbb2222cccc3333dddd"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processing sends the second copy as an update with the create's Idempotency-Key (the key "
-    "hashes only integration, source id and body), so an idempotent partner answers 422 and the "
-    "record goes to review; fix in processing (key per operation, or skip a version identical to "
-    "the delivered one)",
-)
 @pytest.mark.parametrize("platform", UNTIMESTAMPED, ids=str)
 def test_the_same_version_under_a_second_event_id_does_not_end_in_review(platform, partner, corpus):
     endpoint = _endpoint(platform, partner, corpus)
