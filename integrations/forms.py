@@ -47,6 +47,7 @@ class RecordSearchForm(forms.Form):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         customers, integrations = integration_choices()
         self.fields["customer"].choices = customers
@@ -88,6 +89,7 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 
 class EditPayloadForm(forms.Form):
+    label_suffix = ""
     payload = forms.CharField(
         label="Payload (JSON)",
         widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false", "class": "code"}),
@@ -108,6 +110,7 @@ class EditPayloadForm(forms.Form):
 
 
 class NoteForm(forms.Form):
+    label_suffix = ""
     note = forms.CharField(
         label="Note (required)", max_length=2000, widget=forms.TextInput(attrs={"autocomplete": "off"})
     )
@@ -130,7 +133,8 @@ class ReviewFilterForm(forms.Form):
         choices=[("cause", "Cause"), ("version", "Mapping version"), ("rule", "Customer rule")],
     )
 
-    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
         customers, integrations = integration_choices()
         self.fields["customer"].choices = customers

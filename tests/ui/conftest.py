@@ -31,3 +31,8 @@ def clients(users, viewer) -> dict[str, Client]:
     client.force_login(viewer)
     out["viewer"] = client
     return out
+
+
+# The pipeline fixtures (real worker processes, the partner simulator, a clean Redis) for the
+# browser tests, which drive the real stack end to end.
+from tests.pipeline.conftest import clean_redis, partner, workers  # noqa: E402, F401
