@@ -25,6 +25,7 @@ from django.utils import timezone
 from integrations import queue
 from integrations.engine import exactjson, mapping
 from integrations.engine import retry_policy as rp
+from integrations.engine.dedupe import DuplicateConfig
 from integrations.models import (
     Integration,
     MappingVersion,
@@ -173,6 +174,7 @@ class Step:
     wake_children: bool = False
     extra_delivered: list[int] = field(default_factory=list)
     entity: str = ""  # the RecordLink this delivery writes (source id, or group:<key>)
+    match_keys: dict[str, str] = field(default_factory=dict)
     source_id: str = ""
 
 
@@ -312,8 +314,19 @@ def _decide_and_deliver(record: SyncRecord) -> Step:
             ),
         )
 
+    entity = entity_key(source_id, record.group_key)
+    # One read of the record's own link serves both the staleness check and the create-or-update
+    # choice below (the same row, unless the record feeds a merged group).
+    own_link: dict[str, Any] | None = None
+    if record.source_updated_at is not None or entity == source_id:
+        own_link = (
+            RecordLink.objects.filter(integration_id=integration.pk, source_id=source_id)
+            .values("destination_id", "last_source_updated_at")
+            .first()
+        ) or {}
+
     # Newest "updated at" wins: an older event that arrives late is skipped, not delivered.
-    stale = _stale_reason(record, source_id)
+    stale = _stale_reason(record, source_id, own_link)
     if stale:
         return Step(
             outcome=SyncAttempt.Outcome.SKIPPED, status=S.SKIPPED, version=version, error_class=rp.STALE, reason=stale
@@ -341,11 +354,13 @@ def _decide_and_deliver(record: SyncRecord) -> Step:
             review_rule_id=ruling.hold_rule_id,
         )
     spec = ruling.spec or spec
-    entity = entity_key(source_id, record.group_key)
 
-    link_row = (
-        RecordLink.objects.filter(integration_id=integration.pk, source_id=entity).values("destination_id").first()
-    )
+    if entity == source_id and own_link is not None:
+        link_row: dict[str, Any] | None = own_link
+    else:
+        link_row = (
+            RecordLink.objects.filter(integration_id=integration.pk, source_id=entity).values("destination_id").first()
+        )
     destination_id = (link_row or {}).get("destination_id") or ""
     parent_destination_id = None
     parent = mapping.parent_link(spec)
@@ -397,6 +412,43 @@ def _decide_and_deliver(record: SyncRecord) -> Step:
             review=(code, _problem_text(result.problems), group[:300], {"problems": out.get("problems", [])}),
         )
 
+    keys: dict[str, str] = {}
+    duplicate_note = ""
+    if spec.duplicates != NO_DUPLICATE_CHECKS:
+        keys = mapping.match_keys(spec, record.payload)
+        if not destination_id and keys:
+            findings = mapping.find_duplicates(spec, keys, _duplicate_candidates(integration.pk, entity, keys))
+            match = next((f for f in findings if f.kind == "match"), None)
+            likely = next((f for f in findings if f.kind == "likely"), None)
+            if match is not None:
+                # The same real-world entity, already at the partner under another source id:
+                # update that record instead of creating a second one.
+                destination_id = _destination_of(integration.pk, match.candidate)
+                duplicate_note = f" (matched {match.candidate}: {', '.join(match.reasons)})"
+            elif likely is not None:
+                problem = mapping.duplicate_problem(likely)
+                return Step(
+                    outcome=SyncAttempt.Outcome.REVIEW,
+                    status=S.REVIEW,
+                    version=version,
+                    rules=ruling.fired,
+                    error_class=rp.MAPPING_REVIEW,
+                    reason=problem.reason,
+                    output=out.get("output"),
+                    trace=out.get("trace", []),
+                    problems=[*out.get("problems", []), problem.to_json()],
+                    review=(
+                        "possible_duplicate",
+                        f"Possible duplicate: {problem.reason}. Both records are shown; nothing was merged.",
+                        f"possible_duplicate:{version.pk}",
+                        {
+                            "this": record.payload,
+                            "other": _last_payload(integration.pk, likely.candidate),
+                            "finding": likely.to_json(),
+                        },
+                    ),
+                )
+
     body = exactjson.dumps(result.output).encode()
     operation = "update" if destination_id else "create"
     key = idempotency_key(integration.pk, entity, operation, body)
@@ -415,9 +467,47 @@ def _decide_and_deliver(record: SyncRecord) -> Step:
     )
     step.prepared = (body.decode(), operation, key)
     step.source_id = source_id
+    step.match_keys = keys
     if step.status == S.DELIVERED:
         step.extra_delivered = group_ids
+        step.reason += duplicate_note
     return step
+
+
+NO_DUPLICATE_CHECKS = DuplicateConfig()
+
+
+def _duplicate_candidates(integration_id: int, entity: str, keys: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Delivered records sharing at least one exact key (email, phone, declared key, a compared
+    detail): the only ones worth a closer look, found through the links' stored keys."""
+    sharing = Q()
+    for name, value in keys.items():
+        sharing |= Q(**{f"match_keys__{name}": value})
+    return [
+        (source_id, found)
+        for source_id, found in RecordLink.objects.filter(integration_id=integration_id)
+        .exclude(destination_id="")
+        .exclude(source_id=entity)
+        .filter(sharing)
+        .values_list("source_id", "match_keys")[:50]
+    ]
+
+
+def _destination_of(integration_id: int, source_id: str) -> str | None:
+    return (
+        RecordLink.objects.filter(integration_id=integration_id, source_id=source_id)
+        .values_list("destination_id", flat=True)
+        .first()
+    )
+
+
+def _last_payload(integration_id: int, source_id: str) -> Any:
+    return (
+        SyncRecord.objects.filter(integration_id=integration_id, source_id=source_id, status=S.DELIVERED)
+        .order_by("-delivered_at")
+        .values_list("payload", flat=True)
+        .first()
+    )
 
 
 def _deliver(
@@ -523,14 +613,16 @@ def _waiting_for_parent(
     )
 
 
-def _stale_reason(record: SyncRecord, source_id: str) -> str:
+def _stale_reason(record: SyncRecord, source_id: str, link: dict[str, Any] | None = None) -> str:
+    """``link``: the source id's RecordLink values when the caller has read them already."""
     if record.source_updated_at is None:
         return ""
-    link = (
-        RecordLink.objects.filter(integration_id=record.integration_id, source_id=source_id)
-        .values("last_source_updated_at")
-        .first()
-    )
+    if link is None:
+        link = (
+            RecordLink.objects.filter(integration_id=record.integration_id, source_id=source_id)
+            .values("last_source_updated_at")
+            .first()
+        )
     delivered = (link or {}).get("last_source_updated_at")
     if delivered and record.source_updated_at < delivered:
         return (
@@ -595,41 +687,6 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
         # A scheduled integration retries inside its window too (unless support released it now).
         step.next_attempt_at = next_delivery_time(integration, step.next_attempt_at)
     with transaction.atomic():
-        # Still ours? If the lease expired and someone else took the record, our result is
-        # still a true attempt, but the other worker now owns the record's state.
-        owned = SyncRecord.objects.filter(pk=record.pk, lease_token=token, status=S.PROCESSING).update(lease_until=None)
-        number = record.attempt_count + 1
-        if not owned:
-            number = (SyncAttempt.objects.filter(record_id=record.pk).count()) + 1
-        attempt = SyncAttempt(
-            record_id=record.pk,
-            number=number,
-            mapping_version=step.version,
-            rules_applied=step.rules,
-            started_at=now - timedelta(milliseconds=step.duration_ms),
-            duration_ms=step.duration_ms,
-            operation=step.operation,
-            request=step.request,
-            response_status=step.response_status,
-            response_body=step.response_body,
-            error_class=step.error_class,
-            reason=step.reason,
-            outcome=step.outcome,
-            idempotency_key=step.idempotency_key,
-            output=step.output,
-            trace=step.trace,
-            problems=step.problems,
-            acting_user_id=record.requested_by_id,
-        )
-        try:
-            with transaction.atomic():
-                attempt.save()
-        except IntegrityError:
-            attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
-            attempt.save()
-        if not owned:
-            return
-
         updates: dict[str, Any] = {
             "status": step.status,
             "attempt_count": F("attempt_count") + 1,
@@ -668,7 +725,41 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
             )
         if step.status in (S.REVIEW, S.REJECTED, S.SKIPPED):
             updates["failure_count"] = F("failure_count") + (1 if step.counts_as_failure else 0)
-        SyncRecord.objects.filter(pk=record.pk).update(**updates)
+        # Still ours? If the lease expired and someone else took the record, our result is
+        # still a true attempt, but the other worker now owns the record's state. The guarded
+        # UPDATE both checks and writes (one statement; it locks the row as before).
+        owned = SyncRecord.objects.filter(pk=record.pk, lease_token=token, status=S.PROCESSING).update(**updates)
+        number = record.attempt_count + 1
+        if not owned:
+            number = (SyncAttempt.objects.filter(record_id=record.pk).count()) + 1
+        attempt = SyncAttempt(
+            record_id=record.pk,
+            number=number,
+            mapping_version=step.version,
+            rules_applied=step.rules,
+            started_at=now - timedelta(milliseconds=step.duration_ms),
+            duration_ms=step.duration_ms,
+            operation=step.operation,
+            request=step.request,
+            response_status=step.response_status,
+            response_body=step.response_body,
+            error_class=step.error_class,
+            reason=step.reason,
+            outcome=step.outcome,
+            idempotency_key=step.idempotency_key,
+            output=step.output,
+            trace=step.trace,
+            problems=step.problems,
+            acting_user_id=record.requested_by_id,
+        )
+        try:
+            with transaction.atomic():
+                attempt.save()
+        except IntegrityError:
+            attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
+            attempt.save()
+        if not owned:
+            return
 
         claimed = entity_key(record.source_id, record.group_key)  # what claim_due leased
         RecordLink.objects.filter(integration_id=integration.pk, source_id=claimed, lease_token=token).update(
@@ -683,9 +774,15 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
             }
             if record.source_updated_at:
                 link_fields["last_source_updated_at"] = record.source_updated_at
-            RecordLink.objects.update_or_create(
-                integration_id=integration.pk, source_id=step.entity or claimed, defaults=link_fields
-            )
+            if step.match_keys:
+                link_fields["match_keys"] = step.match_keys
+            # claim_due made this row, so a plain UPDATE finds it (update_or_create would add a
+            # savepoint and a SELECT … FOR UPDATE); create it only if it has gone meanwhile.
+            linked = step.entity or claimed
+            if not RecordLink.objects.filter(integration_id=integration.pk, source_id=linked).update(**link_fields):
+                RecordLink.objects.update_or_create(
+                    integration_id=integration.pk, source_id=linked, defaults=link_fields
+                )
             ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
                 status=ReviewItem.Status.RESOLVED,
                 resolved_at=now,
