@@ -2,10 +2,13 @@ from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations.models import (
+    ActionLog,
+    Alert,
     ExceptionRule,
     ImportBatch,
     Integration,
     MappingVersion,
+    PeriodicRun,
     RecordLink,
     ReviewItem,
     SyncAttempt,
@@ -99,3 +102,26 @@ class ImportBatchAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["status"]
+
+
+@admin.register(ActionLog)
+class ActionLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor", "action", "record", "review_item"]
+    list_filter = ["action"]
+    raw_id_fields = ["record", "review_item"]
+    list_select_related = ["actor", "record__integration"]
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False  # an audit trail is not edited
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "integration", "subject", "sent_at"]
+    list_filter = ["kind"]
+    list_select_related = ["integration__customer"]
+
+
+@admin.register(PeriodicRun)
+class PeriodicRunAdmin(admin.ModelAdmin):
+    list_display = ["name", "last_run_at"]

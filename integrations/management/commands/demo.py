@@ -191,7 +191,7 @@ class Command(BaseCommand):
                 raise CommandError("demo-check: the story did not end as expected (see above)")
             out.write(self.style.SUCCESS("demo-check: every record ended as the story expects."))
             return
-        self._tour(web, logins)
+        self._tour(web, logins, partner_url)
         try:
             while all(p.poll() is None for p in self.procs):
                 time.sleep(1)
@@ -265,7 +265,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.ERROR(f"  duplicated at the partner: {json.dumps(duplicated)[:300]}"))
         return ok
 
-    def _tour(self, web: str, logins: dict[str, tuple[str, str]]) -> None:
+    def _tour(self, web: str, logins: dict[str, tuple[str, str]], partner_url: str) -> None:
         w = self.stdout.write
         w(self.style.SUCCESS(f"\nSyncdesk demo is running at {web}/  (Ctrl-C stops everything)\n"))
         w("Logins (new passwords every run):")
@@ -282,4 +282,5 @@ class Command(BaseCommand):
             f"customers/{industrial['slug']}/special/): cancelled orders are sent as code X; the nightly window."
         )
         w(f"  5. As erin.engineer, open the mapping editor ({web}/mappings/) and compare versions.")
-        w("Mail (alerts, digests) goes to the console of the worker: var/demo/worker.log.")
+        w(f"  6. What the partner holds: {partner_url}/_stats (counts) and {partner_url}/_records (the records).")
+        w(f"Mail (alerts, digests) goes to the console of the worker: {self.logdir}/worker.log.")
