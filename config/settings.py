@@ -56,7 +56,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every log line of the request (even a redirect's) carries its request id.
+    "integrations.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,6 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -142,6 +146,59 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# The login form and the admin's login both go through integrations/login_throttle.py:
+# this many failures within the window lock the username (or the client address) for the window.
+SYNCDESK_LOGIN_MAX_FAILURES = int(os.environ.get("SYNCDESK_LOGIN_MAX_FAILURES", "5"))
+SYNCDESK_LOGIN_MAX_FAILURES_PER_IP = int(os.environ.get("SYNCDESK_LOGIN_MAX_FAILURES_PER_IP", "20"))
+SYNCDESK_LOGIN_LOCK_SECONDS = int(os.environ.get("SYNCDESK_LOGIN_LOCK_SECONDS", "900"))
+# The request header (META name, e.g. HTTP_X_FORWARDED_FOR) holding the client address when a
+# proxy sits in front; its last entry is used (the one our proxy appended). Empty: REMOTE_ADDR.
+SYNCDESK_CLIENT_IP_HEADER = os.environ.get("SYNCDESK_CLIENT_IP_HEADER", "")
+
+# --- HTTPS, HSTS, Content-Security-Policy (docs/security.md) ----------------------------------
+# Behind a TLS-terminating proxy, name the header it sets, e.g. SECURE_PROXY_SSL_HEADER=
+# HTTP_X_FORWARDED_PROTO (value "https" is assumed). HubSpot signatures need it as well.
+_proxy_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (_proxy_header, "https") if _proxy_header else None
+# Off by default: the proxy in front redirects http to https (and Django redirecting as well would
+# loop unless SECURE_PROXY_SSL_HEADER is set). Turn it on when Django faces clients directly.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    # W021 (HSTS preload off): "preload" invites anyone to put the domain on browsers' built-in
+    # list, which is hard to undo; that is the operator's decision (SECURE_HSTS_PRELOAD=true).
+    "security.W021",
+]
+if not SECURE_SSL_REDIRECT:
+    # W008 (no SSL redirect): the proxy in front does it; see SECURE_SSL_REDIRECT above.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+# Only our own origin: htmx and app.js are static files, the chart is inline SVG (no style
+# attributes), htmx is told not to inject styles or eval (base.html). The admin needs nothing more.
+from django.utils.csp import CSP  # noqa: E402
+
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Error reports (admin mails, the DEBUG page) hide settings and frame variables named like secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "integrations.masking.SecretsExceptionReporterFilter"
+
+# --- Secrets at rest ----------------------------------------------------------------------------
+# Comma-separated Fernet keys: the first encrypts, all decrypt (integrations/fields.py). Unset: a
+# key derived from SECRET_KEY (fine for the demo and tests; a deploy check warns in production).
+SYNCDESK_ENCRYPTION_KEYS = env_list("SYNCDESK_ENCRYPTION_KEYS", "")
 
 # --- Static files -----------------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -160,10 +217,16 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "syncdesk@localhost")
 
+# One JSON object per line on stdout, from structlog and the standard library alike, with the
+# request id and record id when known and secrets redacted (integrations/logsetup.py).
+from integrations import logsetup  # noqa: E402
+
+logsetup.configure_structlog()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": logsetup.json_formatter}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

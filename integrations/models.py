@@ -15,6 +15,7 @@ from simple_history.models import HistoricalRecords
 
 from integrations.engine import exactjson
 from integrations.engine import retry_policy as rp
+from integrations.fields import EncryptedTextField
 from integrations.transports import registry as transports
 
 
@@ -72,7 +73,8 @@ class Integration(models.Model):
     destination_config = models.JSONField(
         default=dict, blank=True, help_text="Base URL, paths and auth type for the destination (no secrets)."
     )
-    destination_secret = models.TextField(
+    # The three secrets are encrypted at rest (integrations/fields.py) and excluded from history.
+    destination_secret = EncryptedTextField(
         blank=True, help_text="Token or password for the destination. Never shown in full."
     )
     delivery_mode = models.CharField(
@@ -92,11 +94,11 @@ class Integration(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     paused_reason = models.CharField(max_length=300, blank=True)
-    webhook_secret = models.CharField(
-        max_length=200, default=new_webhook_secret, help_text="Signs inbound webhooks. Never shown in full."
+    webhook_secret = EncryptedTextField(
+        default=new_webhook_secret, help_text="Signs inbound webhooks. Never shown in full."
     )
-    webhook_secret_previous = models.CharField(
-        max_length=200, blank=True, help_text="Still accepted during a secret rotation; clear it when done."
+    webhook_secret_previous = EncryptedTextField(
+        blank=True, help_text="Still accepted during a secret rotation; clear it when done."
     )
     retention_days = models.PositiveIntegerField(
         default=30, help_text="Payloads and attempt bodies older than this are pruned; counts are kept."
@@ -406,6 +408,8 @@ class SyncRecord(models.Model):
         permissions = [
             ("resend_syncrecord", "Can resend records"),
             ("edit_payload_syncrecord", "Can edit a record's payload and resend it"),
+            # Payload fields listed in Integration.sensitive_fields are masked without it.
+            ("view_sensitive_payload", "Can see payload fields marked sensitive"),
         ]
         constraints = [
             # Race-safe dedupe of inbound events: the second insert fails, never a read-then-write.
@@ -628,3 +632,42 @@ class PeriodicRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_run_at}"
+
+
+class LoginFailure(models.Model):
+    """One failed login, for throttling (integrations/login_throttle.py). In the database so every
+    gunicorn worker sees the same count; old rows are deleted as new ones come in."""
+
+    username = models.CharField(max_length=150)
+    ip = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # Throttle check: recent failures for one username, and for one address.
+            models.Index(fields=["username", "created_at"], name="loginfail_user_idx"),
+            models.Index(fields=["ip", "created_at"], name="loginfail_ip_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username} from {self.ip}"
+
+
+class RoleChange(models.Model):
+    """Who changed a user's roles or access, when, why, and from what to what (append-only).
+    Written only by integrations.services.users, which the admin uses."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_changes")
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField()
+    # {"roles": [before, after], "is_active": [before, after], ...}: only what changed.
+    changes = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.acting_user} changed {self.user}: {self.reason[:40]}"

@@ -35,8 +35,12 @@ ACCOUNT_MANAGER = [
     "integrations.review_exceptionrule",
     "customers.change_customer",
 ]
+# Payload fields an integration marks sensitive (emails, phones …) are masked for support and
+# account managers; engineers debug mappings with real values; admin has every permission.
+# Grant ``integrations.view_sensitive_payload`` to one support user in the admin when needed.
 ENGINEER = [
     *SUPPORT,
+    "integrations.view_sensitive_payload",
     "integrations.add_mappingversion",
     "integrations.change_mappingversion",
     "integrations.publish_mappingversion",

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from integrations import selectors
 from integrations.engine import exactjson
 from integrations.forms import EditPayloadForm, NoteForm, RecordSearchForm
+from integrations.masking import PayloadMasker
 from integrations.models import SyncRecord
 from integrations.services.records import ActionRefused, edit_payload_and_resend, resend_records, resolve_record
 
@@ -217,6 +218,9 @@ def record_list(request: HttpRequest) -> HttpResponse:
         except selectors.BadCursor as exc:
             error = str(exc)
             next_cursor = None
+        for row in rows:  # payloads are not loaded here: reasons are cut by pattern (masking.scrub)
+            masker = PayloadMasker(user=request.user, fields=row.integration.sensitive_fields)
+            row.last_reason = masker.reason(row.last_reason)
         if next_cursor:
             query = request.GET.copy()
             query["after"] = next_cursor
@@ -252,34 +256,58 @@ def _detail(record_id: int) -> dict[str, Any]:
         raise Http404(str(exc)) from exc
 
 
+def _mask_reasons(masker: PayloadMasker, data: dict[str, Any]) -> None:
+    """Reasons may quote payload values: cut the sensitive ones out (display objects only)."""
+    if not masker.active:
+        return
+    record: SyncRecord = data["record"]
+    record.last_reason = masker.reason(record.last_reason)
+    for attempt in data["attempts"]:
+        attempt.reason = masker.reason(attempt.reason)
+    for item in data["review_items"]:
+        item.reason_text = masker.reason(item.reason_text)
+
+
+def _masked_problems(masker: PayloadMasker, problems: Any) -> list[Any]:
+    if not masker.active:
+        return list(problems or [])
+    return [{**p, "reason": masker.reason(p.get("reason"))} if isinstance(p, dict) else p for p in problems or []]
+
+
 def _record_context(request: HttpRequest, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
     record: SyncRecord = data["record"]
+    # Payload fields the integration marks sensitive are masked for roles without
+    # view_sensitive_payload: payloads, output, trace, request/response bodies and reasons.
+    masker = PayloadMasker.for_record(request.user, record)
+    _mask_reasons(masker, data)
     for attempt in data["attempts"]:
         attempt.rule_names = rule_names(attempt.rules_applied)  # type: ignore[attr-defined]
     out = data["last_with_output"]
     req = data["last_with_request"]
     request_view = None
     if req is not None:
-        r = req.request or {}
+        r = masker.request(req.request or {}, req.trace)
         request_view = {
             "attempt": req,
             "line": f"{r.get('method', '')} {r.get('url', '')}".strip(),
             "headers": r.get("headers") or {},
             "body": pretty_text(r.get("body")),
             "status": req.response_status,
-            "response": pretty_text(req.response_body),
+            "response": pretty_text(masker.text(req.response_body, req.trace)),
         }
+    payload_json = pretty(masker.data(record.payload))
     context = {
         **data,
         "perms_can": can(request),
-        "payload_json": pretty(record.payload),
-        "original_json": pretty(record.original_payload) if record.original_payload is not None else "",
-        "output_json": pretty(out.output) if out is not None and out.output is not None else "",
+        "payload_json": payload_json,
+        "original_json": pretty(masker.data(record.original_payload)) if record.original_payload is not None else "",
+        "output_json": pretty(masker.data(out.output, out.trace)) if out is not None and out.output is not None else "",
         "output_attempt": out,
-        "trace": trace_rows(out.trace) if out is not None else [],
-        "problems": (out.problems if out is not None else []) or [],
+        "trace": trace_rows(masker.trace(out.trace)) if out is not None else [],
+        "problems": _masked_problems(masker, out.problems if out is not None else []),
         "request_view": request_view,
-        "edit_form": extra.pop("edit_form", None) or EditPayloadForm(initial={"payload": pretty(record.payload)}),
+        "payload_masked": masker.active,
+        "edit_form": extra.pop("edit_form", None) or EditPayloadForm(initial={"payload": payload_json}),
         "note_form": extra.pop("note_form", None) or NoteForm(),
         "waiting": record.status in selectors.STATUS_GROUPS["waiting"],
         "same_source_link": records_url(integration=record.integration.slug, source_id=record.source_id),
@@ -344,10 +372,12 @@ def record_edit(request: HttpRequest, record_id: int) -> HttpResponse:
     record = _record(record_id)
     form = EditPayloadForm(request.POST)
     if form.is_valid():
+        # Someone who sees sensitive fields masked edits the rest: masked values keep the original.
+        masker = PayloadMasker(user=request.user, fields=record.integration.sensitive_fields)
         try:
             edit_payload_and_resend(
                 record=record,
-                payload=form.cleaned_data["payload"],
+                payload=masker.restore(form.cleaned_data["payload"], record.payload),
                 acting_user=request.user,
                 note=form.cleaned_data["note"],
             )
@@ -389,12 +419,18 @@ def record_preview(request: HttpRequest, record_id: int) -> HttpResponse:
     if version not in ("current", "original"):
         version = "current"
     preview = selectors.preview_resend(record, version=version)
+    masker = PayloadMasker.for_record(request.user, record)
+    if masker.active:
+        preview = {**preview, "problems": _masked_problems(masker, preview.get("problems"))}
+        preview["message"] = masker.reason(preview.get("message"))
     context = {
         "record": record,
         "preview": preview,
         "which": version,
-        "output_json": pretty(preview["output"]) if preview.get("output") is not None else "",
-        "trace": trace_rows(preview.get("trace")),
+        "output_json": pretty(masker.data(preview["output"], preview.get("trace")))
+        if preview.get("output") is not None
+        else "",
+        "trace": trace_rows(masker.trace(preview.get("trace"))),
         "rules": rule_names(preview.get("rules")),
         "perms_can": can(request),
     }

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from integrations import selectors
 from integrations.api_auth import api_view, error, json_response, request_data
 from integrations.forms import RecordSearchForm, ReviewFilterForm
+from integrations.masking import PayloadMasker
 from integrations.models import ActionLog, Integration, MappingVersion, ReviewItem, SyncAttempt, SyncRecord
 from integrations.services import review as review_service
 from integrations.services.records import ActionRefused, resend_records
@@ -56,8 +57,8 @@ def record_json(r: SyncRecord) -> dict[str, Any]:
     }
 
 
-def attempt_json(a: SyncAttempt) -> dict[str, Any]:
-    return {
+def attempt_json(a: SyncAttempt, masker: PayloadMasker | None = None) -> dict[str, Any]:
+    data = {
         "number": a.number,
         "started_at": _iso(a.started_at),
         "duration_ms": a.duration_ms,
@@ -76,6 +77,18 @@ def attempt_json(a: SyncAttempt) -> dict[str, Any]:
         "problems": a.problems,
         "acting_user": a.acting_user.get_username() if a.acting_user else None,
     }
+    if masker is not None and masker.active:
+        data.update(
+            reason=masker.reason(a.reason),
+            request=masker.request(a.request, a.trace),
+            response_body=masker.text(a.response_body, a.trace),
+            output=masker.data(a.output, a.trace),
+            trace=masker.trace(a.trace),
+            problems=[
+                {**p, "reason": masker.reason(p.get("reason"))} if isinstance(p, dict) else p for p in a.problems or []
+            ],
+        )
+    return data
 
 
 def item_json(i: ReviewItem) -> dict[str, Any]:
@@ -128,7 +141,14 @@ def records(request: HttpRequest) -> HttpResponse:
         )
     except selectors.BadCursor as exc:
         return error(400, str(exc))
-    return json_response({"results": [record_json(r) for r in rows], "next_cursor": next_cursor})
+    results = []
+    for r in rows:
+        data = record_json(r)
+        data["last_reason"] = PayloadMasker(user=request.user, fields=r.integration.sensitive_fields).reason(
+            r.last_reason
+        )
+        results.append(data)
+    return json_response({"results": results, "next_cursor": next_cursor})
 
 
 @api_view("GET", perm=VIEW_RECORD)
@@ -136,14 +156,16 @@ def record(request: HttpRequest, record_id: int) -> HttpResponse:
     r = SyncRecord.objects.select_related("integration__customer").filter(pk=record_id).first()
     if r is None:
         return error(404, f"No record {record_id}.")
+    masker = PayloadMasker.for_record(request.user, r)
     data = record_json(r)
-    data["payload"] = r.payload
-    data["original_payload"] = r.original_payload
+    data["last_reason"] = masker.reason(r.last_reason)
+    data["payload"] = masker.data(r.payload)
+    data["original_payload"] = masker.data(r.original_payload)
     data["attempts"] = [
-        attempt_json(a) for a in r.attempts.select_related("mapping_version", "acting_user").order_by("number")
+        attempt_json(a, masker) for a in r.attempts.select_related("mapping_version", "acting_user").order_by("number")
     ]
     data["review_items"] = [
-        {"id": i.pk, "status": i.status, "reason_text": i.reason_text, "opened_at": _iso(i.opened_at)}
+        {"id": i.pk, "status": i.status, "reason_text": masker.reason(i.reason_text), "opened_at": _iso(i.opened_at)}
         for i in r.review_items.order_by("-opened_at")
     ]
     return json_response(data)
@@ -214,7 +236,13 @@ def review_items(request: HttpRequest) -> HttpResponse:
         )
     except selectors.BadCursor as exc:
         return error(400, str(exc))
-    return json_response({"results": [item_json(i) for i in items], "next_cursor": next_cursor})
+    results = []
+    for i in items:
+        data = item_json(i)
+        masker = PayloadMasker(user=request.user, fields=i.record.integration.sensitive_fields)
+        data["reason_text"] = masker.reason(i.reason_text)
+        results.append(data)
+    return json_response({"results": results, "next_cursor": next_cursor})
 
 
 @api_view("GET", perm=VIEW_REVIEW)
@@ -227,7 +255,10 @@ def review_groups(request: HttpRequest) -> HttpResponse:
             "results": [
                 {
                     "key": g["key"],
-                    "label": g["label"],
+                    "label": PayloadMasker(
+                        user=request.user,
+                        fields=g["integration"].sensitive_fields if g.get("integration") is not None else ["*"],
+                    ).reason(g["label"]),
                     "count": g["count"],
                     "reason_code": g["reason_code"],
                     "first_opened_at": _iso(g["first"]),

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from integrations import selectors
 from integrations.forms import NoteForm, ReviewFilterForm
+from integrations.masking import PayloadMasker
 from integrations.models import ActionLog, ReviewItem
 from integrations.services import review as review_service
 from integrations.services.records import ActionRefused
@@ -61,6 +62,16 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         if next_cursor
         else None
     )
+    # Reasons may quote payload values: cut sensitive-looking text for roles that may not see it.
+    for g in groups:
+        integration = g.get("integration")
+        fields = integration.sensitive_fields if integration is not None else ["*"]
+        masker = PayloadMasker(user=request.user, fields=fields)
+        g["label"], g["sample"] = masker.reason(g["label"]), masker.reason(g["sample"])
+    for item in items:
+        item.reason_text = PayloadMasker(user=request.user, fields=item.record.integration.sensitive_fields).reason(
+            item.reason_text
+        )
     current_group = next((g for g in groups if g["key"] == group_key), None) if group_key is not None else None
     return render(
         request,

@@ -10,13 +10,13 @@ A worker that dies anywhere leaves a lease that expires; the sweeper hands the r
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -39,7 +39,9 @@ from integrations.services import rules as rules_service
 from integrations.transports import registry as transports
 from integrations.transports.rest_json import DeliveryRequest, TransportError
 
-log = logging.getLogger(__name__)
+# Structured (integrations/logsetup.py): each line of a record's step carries record_id and
+# integration_id. Never log payloads or requests: they hold personal data and credentials.
+log = structlog.get_logger(__name__)
 S = SyncRecord.Status
 
 
@@ -189,15 +191,22 @@ def process_record(record_id: int, *, token: str, integration: Integration | Non
         return None  # the lease expired and another worker has it
     if integration is not None:
         record.integration = integration
-    started = time.monotonic()
-    try:
-        step = _decide_and_deliver(record)
-    except Exception as exc:  # a bug must not lose the record or loop it forever
-        log.exception("internal error processing record %s", record_id)
-        step = _failure(record, rp.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"[:500], None)
-        step.counts_as_failure = True
-    step.duration_ms = step.duration_ms or int((time.monotonic() - started) * 1000)
-    _finish(record, step, token)
+    with structlog.contextvars.bound_contextvars(record_id=record_id, integration_id=record.integration_id):
+        started = time.monotonic()
+        try:
+            step = _decide_and_deliver(record)
+        except Exception as exc:  # a bug must not lose the record or loop it forever
+            log.exception("internal error processing record")
+            step = _failure(record, rp.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"[:500], None)
+            step.counts_as_failure = True
+        step.duration_ms = step.duration_ms or int((time.monotonic() - started) * 1000)
+        _finish(record, step, token)
+        log.info(
+            "record step finished",
+            status=step.status,
+            error_class=step.error_class,
+            duration_ms=step.duration_ms,
+        )
     return step.status
 
 

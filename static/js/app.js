@@ -12,6 +12,11 @@
       if (field.select) field.select();
     }
   });
+  // <select data-autosubmit> submits its form when changed (no inline handlers: see the CSP).
+  document.addEventListener("change", function (event) {
+    const field = event.target;
+    if (field.matches && field.matches("select[data-autosubmit]") && field.form) field.form.submit();
+  });
   // "Select all" boxes tick every box of the same form.
   document.addEventListener("change", function (event) {
     const box = event.target;

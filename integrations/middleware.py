@@ -1,0 +1,56 @@
+"""Request id and access log. The id is taken from ``X-Request-ID`` (when it looks like an id)
+or made up, bound to every log line of the request (structlog contextvars) and returned in the
+response's ``X-Request-ID``; one JSON line per request says what was answered."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from django.http import HttpRequest, HttpResponse
+
+HEADER = "X-Request-ID"
+log = structlog.get_logger("syncdesk.request")
+# A proxy's id is kept only if it is short and plain: it goes into every log line.
+_ACCEPTABLE = re.compile(r"[A-Za-z0-9._:\-]{8,128}")
+
+
+def request_id_from(request: HttpRequest) -> str:
+    given = request.headers.get(HEADER, "")
+    return given if _ACCEPTABLE.fullmatch(given) else uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_from(request)
+        request.request_id = request_id  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.monotonic()
+        try:
+            response = self.get_response(request)
+            # One access line per request: the path only (a query string may carry anything).
+            log.info(
+                "request finished",
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        finally:
+            structlog.contextvars.clear_contextvars()
+        response[HEADER] = request_id
+        return response
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        # Runs after authentication: who is asking is known from here on.
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            structlog.contextvars.bind_contextvars(user_id=user.pk)
