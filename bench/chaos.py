@@ -125,7 +125,7 @@ def main() -> int:
     import redis
     from django.db import close_old_connections
 
-    from integrations.models import SyncRecord
+    from integrations.models import Alert, SyncRecord
 
     run = uuid.uuid4().hex[:6]
     events: list[str] = []
@@ -259,6 +259,8 @@ def main() -> int:
             f"{stats['idempotent_replays']:,} idempotent replays; holds {len(per_id):,} distinct external ids"
         )
         print(f"delivered records the partner does not hold: {missing_at_partner}")
+        alerts = Counter(Alert.objects.filter(integration=hook).values_list("kind", flat=True))
+        print(f"alerts raised for the integration: {dict(alerts) or 'none'}")
         again = resent + feed_tries["tries"] - (len(batches) - half)
         print(f"worker kills: {kills}; webhook batches sent again after a refusal: {again}")
         if feed_errors:
