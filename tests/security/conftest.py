@@ -13,9 +13,9 @@ from integrations.models import ActionLog, ExceptionRule, Integration, MappingVe
 from tests.conftest import ROLES
 from tests.ui.factories import make_records, make_world
 
-DESTINATION_SECRET = "dest-token-5f0c8e1d2b7a4c9e"  # noqa: S105 - a test value
-WEBHOOK_SECRET = "sdk_webhook-secret-for-tests-9f2c"  # noqa: S105
-PREVIOUS_SECRET = "sdk_previous-secret-for-tests-77aa"  # noqa: S105
+DESTINATION_SECRET = "dest-token-5f0c8e1d2b7a4c9e"
+WEBHOOK_SECRET = "sdk_webhook-secret-for-tests-9f2c"
+PREVIOUS_SECRET = "sdk_previous-secret-for-tests-77aa"
 EMAIL = "jane.doe@example.org"
 
 
