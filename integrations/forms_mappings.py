@@ -25,15 +25,16 @@ from django import forms
 
 from integrations.engine import exactjson, spectext
 
-OWNER_CHOICES = [("source", "source (default)"), ("destination", "destination")]
+# Short labels: the table is dense; the column headers say which one is the default.
+OWNER_CHOICES = [("source", "source"), ("destination", "destination")]
 ON_BLANK_CHOICES = [
-    ("keep", "keep (default)"),
-    ("clear", "clear: send null"),
-    ("default", "default: send default"),
-    ("reject", "reject record"),
+    ("keep", "keep"),
+    ("clear", "clear (null)"),
+    ("default", "default"),
+    ("reject", "reject"),
     ("review", "review"),
 ]
-ON_INVALID_CHOICES = [("review", "review (default)"), ("reject", "reject record"), ("drop", "drop field")]
+ON_INVALID_CHOICES = [("review", "review"), ("reject", "reject"), ("drop", "drop")]
 DEFAULTS = {"owner": "source", "on_blank": "keep", "on_invalid": "review", "required": False}
 # Keys of a field the table edits; anything else on a field (description, precedence) is kept.
 EDITED_KEYS = {
@@ -228,6 +229,14 @@ class FieldForm(forms.Form):
             value_map = self._original().get("value_map")
             rows = [(str(k), show_yaml(v)) for k, v in value_map.items()] if isinstance(value_map, dict) else []
         return rows + [("", "")] * SPARE_VALUE_ROWS
+
+    def value_map_summary(self) -> str:
+        """ "(3 entries: a → b, c → d, …)" for the collapsed value-map line."""
+        rows = [(k, v) for k, v in self.value_rows() if k or v]
+        if not rows:
+            return "(none)"
+        shown = ", ".join(f"{k} → {v}" for k, v in rows[:4]) + (", …" if len(rows) > 4 else "")
+        return f"({len(rows)} entr{'y' if len(rows) == 1 else 'ies'}: {shown})"
 
     def vm_field_names(self) -> dict[str, str]:
         key_name, value_name = self._vm_names()

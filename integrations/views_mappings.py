@@ -538,6 +538,7 @@ def preview(request: HttpRequest, slug: str) -> HttpResponse:
     }
     if draft is None:
         return render(request, "mappings/preview.html", context)
+    context["publish_form"] = PublishForm(initial={"base": spec_digest(draft.spec)})
     new_spec, spec_problems = _compiled(draft.spec)
     old_spec = _compiled(published.spec)[0] if published is not None else None
     records = list(
@@ -659,6 +660,8 @@ def diff(request: HttpRequest, slug: str) -> HttpResponse:
         .order_by(F("number").desc(nulls_first=True))
     )
     key_of = {"draft" if v.status == Status.DRAFT else str(v.number): v for v in choices_rows}
+    published = next((v for v in choices_rows if v.status == Status.PUBLISHED), None)
+    draft = next((v for v in choices_rows if v.status == Status.DRAFT), None)
     form = DiffForm(
         choices=_choices(choices_rows),
         initial={
@@ -671,6 +674,8 @@ def diff(request: HttpRequest, slug: str) -> HttpResponse:
         "mappings/diff.html",
         {
             "integration": integration,
+            "published": published,
+            "draft": draft,
             "a": a,
             "b": b,
             "lines": lines,

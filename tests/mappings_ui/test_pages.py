@@ -358,3 +358,22 @@ def test_unknown_integration_or_version_is_404(world, clients):
     assert clients["support"].get(reverse("mappings:detail", args=["nope"])).status_code == 404
     assert clients["support"].get(url("detail", version="9")).status_code == 404
     assert clients["support"].get(url("diff", a="9", b="2")).status_code == 404
+
+
+def test_add_a_row_keeps_what_was_typed_and_saves_nothing(world, clients):
+    client = clients["engineer"]
+    data = editor_post(client.get(url("draft")))
+    data[f"{row_of(data, 'email')}-on_invalid"] = "drop"
+    data["op"] = "add"
+    response = client.post(url("draft"), data)
+    assert response.status_code == 200
+    formset = response.context["formset"]
+    assert len(formset.forms) == int(data["fields-TOTAL_FORMS"]) + 1
+    assert formset.forms[1]["on_invalid"].value() == "drop"
+    assert not MappingVersion.objects.filter(integration=world, status="draft").exists()
+
+
+def test_diff_page_names_the_published_version_in_its_header(world, clients):
+    body = clients["support"].get(url("diff", a="1", b="2")).content.decode()
+    assert "Published <strong>v2</strong>" in body
+    assert "nothing published" not in body
