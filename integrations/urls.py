@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from integrations import views, views_review, webhooks
+from integrations import views, views_imports, views_review, webhooks
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,6 +16,8 @@ urlpatterns = [
     path("review/bulk/", views_review.review_bulk, name="review_bulk"),
     path("review/items/<int:item_id>/note/", views_review.review_note, name="review_note"),
     path("review/jobs/<int:job_id>/", views_review.review_job, name="review_job"),
+    path("imports/", views_imports.import_list, name="imports"),
+    path("imports/<int:batch_id>/", views_imports.import_detail, name="import_detail"),
     path("hooks/<slug:slug>/", webhooks.receive, name="webhook"),
     path("rules/", include("integrations.rules_urls")),
     path("mappings/", include("integrations.mapping_urls")),

@@ -84,3 +84,17 @@ def redis_conn() -> Iterator[object]:
     conn.flushdb()
     yield conn
     conn.flushdb()
+
+
+@pytest.fixture
+def redis_conn_if_set() -> Iterator[None]:
+    """An empty Redis database for the test when REDIS_URL is set; nothing otherwise."""
+    if os.environ.get("REDIS_URL"):
+        import redis
+
+        conn = redis.Redis.from_url(settings.REDIS_URL)
+        conn.flushdb()
+        yield
+        conn.flushdb()
+    else:
+        yield
