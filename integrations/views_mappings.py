@@ -367,7 +367,9 @@ def draft_edit(request: HttpRequest, slug: str) -> HttpResponse:
             try:
                 service.draft_save(integration=integration, spec=spec, acting_user=request.user)  # type: ignore[arg-type]
             except service.MappingRefused as exc:
-                general = [exc.message, *_attach_problems(rows, exc.problems)]
+                unplaced = _attach_problems(rows, exc.problems)
+                placed = len(exc.problems) - len(unplaced)
+                general = [exc.message + (" (shown next to the fields they name, below)" if placed else ""), *unplaced]
                 status = 400
             else:
                 messages.success(request, "Draft saved." if draft is not None else "Draft started and saved.")

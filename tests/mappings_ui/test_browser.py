@@ -78,13 +78,23 @@ def test_engineer_edits_previews_publishes_and_reads_the_diff(page, world, users
     # e-mail addresses that cannot be read are dropped instead of sent to review.
     page.get_by_role("link", name="Start a draft").first.click()
     expect(page.get_by_role("heading", name=re.compile("Field table"))).to_be_visible()
+
+    # A mistake is refused and named next to its field; nothing is saved.
+    page.get_by_label("Conversions of field 2").fill("email | emial")
+    page.get_by_role("button", name="Save draft").first.click()
+    expect(page.locator("#problems-fields-1")).to_contain_text("unknown conversion 'emial'")
+    expect(page.locator("#save-problems")).to_contain_text("Not saved")
+    shot(page, "03a-editor-problem")
+    assert not MappingVersion.objects.filter(integration__slug=SLUG, status="draft").exists()
+    page.get_by_label("Conversions of field 2").fill("email")
+
     page.locator("#row-fields-2 summary").click()
     entry = page.locator("#row-fields-2 .vm-table tr").filter(has=page.locator('input[value="completed"]'))
     value = entry.get_by_role("textbox", name=re.compile(r"^Value map value"))
     expect(value).to_have_value("fulfilled")
     value.fill("done")
     page.get_by_label("Invalid rule of field 2").select_option("drop")
-    shot(page, "03-editor")
+    shot(page, "03b-editor")
     page.get_by_role("button", name="Save and preview").first.click()
 
     # The preview runs the draft and v2 on the last records: completed ones change, marked.
@@ -111,9 +121,13 @@ def test_engineer_edits_previews_publishes_and_reads_the_diff(page, world, users
     assert v3.status == "published"
     assert v3.note == "Completed orders are 'done' in the CRM"
 
+    page.get_by_role("link", name="Spec text").click()
+    expect(page.get_by_label("Spec (YAML or JSON)")).to_contain_text("completed: done")
+    shot(page, "06-spec-text")
+
     page.get_by_role("link", name="Versions").click()
     expect(page.locator(".versions-table")).to_contain_text("Completed orders are 'done' in the CRM")
-    shot(page, "06-versions")
+    shot(page, "07-versions")
 
 
 def test_support_finds_the_mapping_editor_read_only(page, world, users):
@@ -135,7 +149,7 @@ def test_support_finds_the_mapping_editor_read_only(page, world, users):
     expect(page.get_by_role("heading", name=re.compile("Draft"))).to_be_visible()
     expect(page.locator(editable)).to_have_count(0)
     expect(page.get_by_role("button", name="Publish draft")).to_have_count(0)
-    shot(page, "07-support-read-only")
+    shot(page, "08-support-read-only")
 
     # Versions: comparing is allowed, rolling back is not offered.
     page.goto(f"/mappings/{SLUG}/versions/")
