@@ -127,7 +127,9 @@ def show_convert(steps: Any) -> str:
 
 def _split_steps(text: str) -> list[str]:
     """Split on ``|`` outside quotes, brackets and parentheses."""
-    parts, depth, quote, current = [], 0, "", []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, ""
     for ch in text:
         if quote:
             if ch == quote:
@@ -265,7 +267,7 @@ class FieldForm(forms.Form):
         return parse_yaml(text) if text.strip() else _ABSENT
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         value_map: dict[str, Any] = {}
         problems = []
         if self.is_bound and hasattr(self.data, "getlist"):
@@ -353,7 +355,7 @@ def field_initial(field: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class BaseFieldFormSet(forms.BaseFormSet):
+class BaseFieldFormSet(forms.BaseFormSet[FieldForm]):
     def ordered_rows(self) -> list[FieldForm]:
         """The kept rows in their new order (by the Order column, ties by position on the page)."""
         kept = []
@@ -370,13 +372,15 @@ FieldFormSet = forms.formset_factory(FieldForm, formset=BaseFieldFormSet, extra=
 
 
 def field_formset(spec: dict[str, Any], data: Any = None, extra: int = 0) -> BaseFieldFormSet:
-    fields = spec.get("fields") if isinstance(spec.get("fields"), list) else []
+    raw = spec.get("fields")
+    fields: list[Any] = raw if isinstance(raw, list) else []
     initial = [{**field_initial(f), "position": n} for n, f in enumerate(fields, start=1) if isinstance(f, dict)]
     if data is not None and extra:
         # "Add a row": the same posted rows plus ``extra`` empty ones.
         data = data.copy()
         data["fields-TOTAL_FORMS"] = str(int(data.get("fields-TOTAL_FORMS") or 0) + extra)
     formset = FieldFormSet(data, initial=initial, prefix="fields")
+    assert isinstance(formset, BaseFieldFormSet)
     for number, form in enumerate(formset.forms, start=1):
         if not form.initial:
             form.fields["position"].initial = number
@@ -433,5 +437,7 @@ class DiffForm(forms.Form):
     def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
-        self.fields["a"].choices = choices
-        self.fields["b"].choices = choices
+        for key in ("a", "b"):
+            field = self.fields[key]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = choices

@@ -113,7 +113,8 @@ def field_rows(spec: Any) -> list[dict[str, Any]]:
         if not isinstance(f, dict):
             continue
         value_map = f.get("value_map") if isinstance(f.get("value_map"), dict) else None
-        steps = f.get("convert") if isinstance(f.get("convert"), list) else []
+        raw_steps = f.get("convert")
+        steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
         rows.append(
             {
                 "number": number,
