@@ -355,7 +355,7 @@ def field_initial(field: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class BaseFieldFormSet(forms.BaseFormSet[FieldForm]):
+class BaseFieldFormSet(forms.BaseFormSet):  # type: ignore[type-arg]  # not subscriptable at run time
     def ordered_rows(self) -> list[FieldForm]:
         """The kept rows in their new order (by the Order column, ties by position on the page)."""
         kept = []
