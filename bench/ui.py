@@ -227,16 +227,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--reuse", action="store_true", help="Measure the data a previous run generated.")
     args = parser.parse_args()
     print(machine())
-    setup_stack("ui", ALLOWED_HOSTS="testserver,127.0.0.1,localhost")
+    if args.reuse:
+        import os
+
+        from bench._common import bench_env
+
+        os.environ.update(bench_env("syncdesk_bench_ui"))
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        import django
+
+        django.setup()
+        from integrations.models import SyncRecord
+
+        first_id = SyncRecord.objects.order_by("id").values_list("id", flat=True).first()
+        args.records = SyncRecord.objects.count()
+        print(f"reusing {args.records:,} records")
+    else:
+        setup_stack("ui")
+        first_id = generate(args.records)["first_id"]
     from django.conf import settings
 
     settings.ALLOWED_HOSTS = ["testserver"]
     settings.SESSION_COOKIE_SECURE = False
     settings.DEBUG = False
-    data = generate(args.records)
-    middle = data["first_id"] + args.records // 2
+    middle = first_id + args.records // 2
     pages = {
         "dashboard": "/",
         "search (newest)": "/records/",
