@@ -25,6 +25,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from integrations import masking
 from integrations.engine import exactjson, mapping, spectext, transforms
 from integrations.forms_mappings import (
     DiffForm,
@@ -516,6 +517,24 @@ def _compare(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _mask(row: dict[str, Any], masker: masking.PayloadMasker) -> None:
+    """Hide sensitive values from viewers without ``view_sensitive_payload``: output fields
+    filled from a sensitive source (or named like one), and those values inside reasons. The
+    changed/unchanged marks were worked out on the real values before this."""
+    if not masker.active:
+        return
+    names = masking.sensitive_outputs(row["new"]["trace"], masker.fields)
+    if row["old"] is not None:
+        names |= masking.sensitive_outputs(row["old"]["trace"], masker.fields)
+    names = {n.lower() for n in names}
+    shown = _cell(masking.MASK)
+    for f in row["fields"]:
+        if f["name"].rsplit(".", 1)[-1].lower() in names or masking.is_sensitive(f["name"], masker.fields):
+            f["old"] = shown if f["old"] is not None else None
+            f["new"] = shown if f["new"] is not None else None
+    row["problems"] = [{**p, "reason": masker.reason(p.get("reason"))} for p in row["problems"]]
+
+
 def _compiled(spec: Any) -> tuple[mapping.CompiledSpec | None, list[str]]:
     try:
         return mapping.compile_spec(spec), []
@@ -550,11 +569,14 @@ def preview(request: HttpRequest, slug: str) -> HttpResponse:
         .only("id", "source_id", "payload", "received_at", "status")[:PREVIEW_LIMIT]
     )
     rows = []
+    fields = integration.sensitive_fields
     if new_spec is not None:
         for record in records:
             new = service.preview_one(new_spec, record.payload)
             old = service.preview_one(old_spec, record.payload) if old_spec is not None else None
-            rows.append({"record": record, "new": new, "old": old, **_compare(old, new)})
+            row = {"record": record, "new": new, "old": old, "problems": new["problems"], **_compare(old, new)}
+            _mask(row, masking.PayloadMasker(user=request.user, fields=fields, payloads=[record.payload]))
+            rows.append(row)
     only_changed = request.GET.get("only") == "changed"
     context.update(
         {

@@ -377,3 +377,18 @@ def test_diff_page_names_the_published_version_in_its_header(world, clients):
     body = clients["support"].get(url("diff", a="1", b="2")).content.decode()
     assert "Published <strong>v2</strong>" in body
     assert "nothing published" not in body
+
+
+def test_preview_masks_sensitive_fields_for_support_but_not_for_engineers(world, clients, users):
+    world.sensitive_fields = ["email"]
+    world.save(update_fields=["sensitive_fields"])
+    spec = {**SPEC_V2, "fields": [{**f, "convert": ["trim"]} if f["name"] == "email" else f for f in SPEC_V2["fields"]]}
+    start_draft(world, users, spec)
+    support = clients["support"].get(url("preview"))
+    body = support.content.decode()
+    assert "person1@example.com" not in body.lower()
+    email = next(f for f in support.context["rows"][0]["fields"] if f["name"] == "email")
+    assert email["changed"]  # worked out on the real values
+    assert email["old"] == email["new"] == '"[sensitive]"'
+    engineer = clients["engineer"].get(url("preview")).content.decode()
+    assert "person7@example.com" in engineer.lower()
