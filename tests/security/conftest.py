@@ -9,7 +9,15 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from integrations.models import ActionLog, ExceptionRule, Integration, MappingVersion, ReviewItem, SyncRecord
+from integrations.models import (
+    ActionLog,
+    ExceptionRule,
+    ImportBatch,
+    Integration,
+    MappingVersion,
+    ReviewItem,
+    SyncRecord,
+)
 from tests.conftest import ROLES
 from tests.ui.factories import make_records, make_world
 
@@ -29,12 +37,14 @@ class World:
     item: ReviewItem
     rule: ExceptionRule
     job: ActionLog
+    batch: ImportBatch
 
     def ids(self) -> dict[str, Any]:
         return {
             "record_id": self.record.pk,
             "item_id": self.item.pk,
             "job_id": self.job.pk,
+            "batch_id": self.batch.pk,
             "pk": self.rule.pk,
             "version_id": self.published.pk,
             "slug": self.integration.slug,
@@ -91,6 +101,7 @@ def world(users) -> World:
         item=record.review_items.get(),
         rule=rule,
         job=job,
+        batch=ImportBatch.objects.create(integration=integration, file_name="people.csv", status="done"),
     )
 
 

@@ -70,6 +70,11 @@ MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
     "mappings:versions": {"GET": (VIEW_MAPPING,)},
     "mappings:diff": {"GET": (VIEW_MAPPING,)},
     "mappings:rollback": {"POST": (VIEW_MAPPING, PUBLISH)},
+    "imports": {
+        "GET": ("integrations.view_importbatch",),
+        "POST": ("integrations.view_importbatch", "integrations.add_importbatch"),
+    },
+    "import_detail": {"GET": ("integrations.view_importbatch",)},
     "api_me": {"GET": (ANY,)},
     "api_records": {"GET": (VIEW_RECORD,)},
     "api_records_resend": {"POST": (RESEND,)},
@@ -198,7 +203,9 @@ def test_each_role_may_do_exactly_what_its_permissions_allow(world, users, clien
 
 
 NONEXISTENT = {"record_id": 987654321, "item_id": 987654321, "job_id": 987654321, "pk": 987654321}
-NONEXISTENT.update({"version_id": 987654321, "slug": "no-such-thing", "customer_slug": "no-such-customer"})
+NONEXISTENT.update(
+    {"batch_id": 987654321, "version_id": 987654321, "slug": "no-such-thing", "customer_slug": "no-such-customer"}
+)
 
 
 @pytest.mark.parametrize(("name", "method"), CASES, ids=[f"{m} {n}" for n, m in CASES])
