@@ -117,55 +117,123 @@ OUTCOME_ORDER = ("delivered", "retry", "waiting", "review", "rejected", "skipped
 PAGE_SIZE = 50
 
 
-def dashboard(*, customer_slug: str | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """Per integration: record counts by status group over 24 h and 7 days (by received time),
-    oldest unfinished record, open review items; attempt outcomes over time; rules due for review.
-    Seven queries whatever the volume."""
+SNAPSHOT_TASK = "dashboard_snapshot"
+SNAPSHOT_MAX_AGE = timedelta(seconds=150)
+
+
+def dashboard_facts(now: datetime | None = None) -> dict[str, Any]:
+    """The heavy part of the dashboard, for every integration, as JSON: counts per status group
+    over 24 h and 7 days, oldest waiting record, open review items, attempt outcomes per hour and
+    day. Workers compute it every minute (periodic task ``dashboard_snapshot``) so the page does
+    not aggregate millions of rows per view; five queries."""
+    from django.db.models.functions import TruncDay, TruncHour
+
     now = now or timezone.now()
     day_ago, week_ago = now - timedelta(hours=24), now - timedelta(days=7)
-    integrations = list(Integration.objects.select_related("customer").order_by("customer__name", "name"))
-    if customer_slug:
-        integrations = [i for i in integrations if i.customer.slug == customer_slug]
-    ids = [i.pk for i in integrations]
     group_of = {status: group for group, statuses in STATUS_GROUPS.items() for status in statuses}
-    empty = dict.fromkeys(STATUS_GROUPS, 0)
-    counts: dict[int, dict[str, dict[str, int]]] = {i: {"day": dict(empty), "week": dict(empty)} for i in ids}
+    counts: dict[str, dict[str, dict[str, int]]] = {}
     # Served by record_recent_idx (received_at range); both windows in one pass.
     for row in (
-        SyncRecord.objects.filter(integration_id__in=ids, received_at__gte=week_ago)
+        SyncRecord.objects.filter(received_at__gte=week_ago)
         .values("integration_id", "status")
         .annotate(week=Count("id"), day=Count("id", filter=Q(received_at__gte=day_ago)))
         .order_by()
     ):
         group = group_of.get(row["status"])
         if group:
-            counts[row["integration_id"]]["week"][group] += row["week"]
-            counts[row["integration_id"]]["day"][group] += row["day"]
-    oldest = dict(
-        SyncRecord.objects.filter(integration_id__in=ids, status__in=STATUS_GROUPS["waiting"])
+            entry = counts.setdefault(str(row["integration_id"]), {"day": {}, "week": {}})
+            entry["week"][group] = entry["week"].get(group, 0) + row["week"]
+            entry["day"][group] = entry["day"].get(group, 0) + row["day"]
+    oldest = {
+        str(i): when.isoformat()
+        for i, when in SyncRecord.objects.filter(status__in=STATUS_GROUPS["waiting"])
         .values("integration_id")
         .annotate(oldest=Min("received_at"))
         .order_by()
         .values_list("integration_id", "oldest")
-    )
-    review = dict(
-        ReviewItem.objects.filter(record__integration_id__in=ids, status=ReviewItem.Status.OPEN)
+    }
+    review = {
+        str(i): n
+        for i, n in ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
         .values("record__integration_id")
         .annotate(n=Count("id"))
         .order_by()
         .values_list("record__integration_id", "n")
-    )
-    rows = [
-        {
-            "integration": i,
-            "customer": i.customer,
-            "day": counts[i.pk]["day"],
-            "week": counts[i.pk]["week"],
-            "oldest_waiting": oldest.get(i.pk),
-            "review_open": review.get(i.pk, 0),
-        }
-        for i in integrations
-    ]
+    }
+    charts: dict[str, dict[str, dict[str, dict[str, int]]]] = {"hour": {}, "day": {}}
+    for unit, trunc, since in (("hour", TruncHour, day_ago), ("day", TruncDay, week_ago)):
+        start = _chart_start(since, unit)
+        for row in (
+            SyncAttempt.objects.filter(started_at__gte=start, started_at__lte=now)
+            .annotate(bucket=trunc("started_at"))
+            .values("record__integration_id", "bucket", "outcome")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
+            per = charts[unit].setdefault(str(row["record__integration_id"]), {})
+            per.setdefault(row["bucket"].isoformat(), {})[row["outcome"]] = row["n"]
+    return {
+        "computed_at": now.isoformat(),
+        "counts": counts,
+        "oldest": oldest,
+        "review": review,
+        "charts": charts,
+    }
+
+
+def refresh_dashboard_snapshot() -> dict[str, Any]:
+    from integrations.models import PeriodicRun
+
+    facts = dashboard_facts()
+    PeriodicRun.objects.update_or_create(name=SNAPSHOT_TASK, defaults={"last_result": facts})
+    return {"integrations": len(facts["counts"])}
+
+
+def _fresh_snapshot(now: datetime) -> dict[str, Any] | None:
+    from django.utils.dateparse import parse_datetime
+
+    from integrations.models import PeriodicRun
+
+    stored = PeriodicRun.objects.filter(name=SNAPSHOT_TASK).values_list("last_result", flat=True).first()
+    if not stored or "computed_at" not in stored:
+        return None
+    computed = parse_datetime(stored["computed_at"])
+    if computed is None or now - computed > SNAPSHOT_MAX_AGE or computed > now:
+        return None
+    return stored
+
+
+def dashboard(*, customer_slug: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Per integration: record counts by status group over 24 h and 7 days (by received time),
+    oldest unfinished record, open review items; attempt outcomes over time; rules due for review.
+    Reads the workers' snapshot when it is under 150 s old (one query), else computes it live."""
+    from django.utils.dateparse import parse_datetime
+
+    live_now = now or timezone.now()
+    facts = None if now is not None else _fresh_snapshot(live_now)
+    if facts is None:
+        facts = dashboard_facts(live_now)
+    now = parse_datetime(facts["computed_at"]) or live_now
+    day_ago, week_ago = now - timedelta(hours=24), now - timedelta(days=7)
+    integrations = list(Integration.objects.select_related("customer").order_by("customer__name", "name"))
+    if customer_slug:
+        integrations = [i for i in integrations if i.customer.slug == customer_slug]
+    ids = [i.pk for i in integrations]
+    empty = dict.fromkeys(STATUS_GROUPS, 0)
+    rows = []
+    for i in integrations:
+        got = facts["counts"].get(str(i.pk), {})
+        oldest = facts["oldest"].get(str(i.pk))
+        rows.append(
+            {
+                "integration": i,
+                "customer": i.customer,
+                "day": {**empty, **got.get("day", {})},
+                "week": {**empty, **got.get("week", {})},
+                "oldest_waiting": parse_datetime(oldest) if oldest else None,
+                "review_open": facts["review"].get(str(i.pk), 0),
+            }
+        )
     totals = {
         window: {g: sum(r[window][g] for r in rows) for g in STATUS_GROUPS}  # type: ignore[index]
         for window in ("day", "week")
@@ -185,43 +253,48 @@ def dashboard(*, customer_slug: str | None = None, now: datetime | None = None) 
         "week_ago": week_ago,
         "rows": rows,
         "totals": totals,
-        "review_open": sum(review.values()),
-        "chart_day": outcome_chart(ids, since=day_ago, until=now, unit="hour"),
-        "chart_week": outcome_chart(ids, since=week_ago, until=now, unit="day"),
+        "review_open": sum(r["review_open"] for r in rows),
+        "chart_day": outcome_chart(ids, since=day_ago, until=now, unit="hour", facts=facts),
+        "chart_week": outcome_chart(ids, since=week_ago, until=now, unit="day", facts=facts),
         "rules_due": rules_due,
     }
 
 
-def outcome_chart(
-    integration_ids: list[int], *, since: datetime, until: datetime, unit: str, width: int = 720, height: int = 160
-) -> dict[str, Any]:
-    """Attempt outcomes per hour or day as stacked bars, laid out for an inline SVG (no JS).
-    One query; the time range is served by attempt_time_error_idx (started_at first)."""
-    from django.db.models.functions import TruncDay, TruncHour
-
-    trunc = TruncHour if unit == "hour" else TruncDay
-    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
-    start = since.replace(minute=0, second=0, microsecond=0)
+def _chart_start(since: datetime, unit: str) -> datetime:
     if unit == "day":
-        start = timezone.localtime(since).replace(hour=0, minute=0, second=0, microsecond=0)
+        return timezone.localtime(since).replace(hour=0, minute=0, second=0, microsecond=0)
+    return since.replace(minute=0, second=0, microsecond=0)
+
+
+def outcome_chart(
+    integration_ids: list[int],
+    *,
+    since: datetime,
+    until: datetime,
+    unit: str,
+    facts: dict[str, Any] | None = None,
+    width: int = 720,
+    height: int = 160,
+) -> dict[str, Any]:
+    """Attempt outcomes per hour or day as stacked bars, laid out for an inline SVG (no JS),
+    from the dashboard facts (computed live when not given)."""
+    from django.utils.dateparse import parse_datetime
+
+    facts = facts or dashboard_facts(until)
+    step = timedelta(hours=1) if unit == "hour" else timedelta(days=1)
+    start = _chart_start(since, unit)
     buckets: list[datetime] = []
     at = start
     while at <= until:
         buckets.append(at)
         at += step
     data: dict[datetime, dict[str, int]] = {b: {} for b in buckets}
-    for row in (
-        SyncAttempt.objects.filter(
-            started_at__gte=start, started_at__lte=until, record__integration_id__in=integration_ids
-        )
-        .annotate(bucket=trunc("started_at"))
-        .values("bucket", "outcome")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        bucket = row["bucket"]
-        if bucket in data:
-            data[bucket][row["outcome"]] = data[bucket].get(row["outcome"], 0) + row["n"]
+    for integration_id in integration_ids:
+        for stamp, outcomes in facts["charts"][unit].get(str(integration_id), {}).items():
+            bucket = parse_datetime(stamp)
+            if bucket in data:
+                for outcome, n in outcomes.items():
+                    data[bucket][outcome] = data[bucket].get(outcome, 0) + n
     peak = max([sum(v.values()) for v in data.values()] + [1])
     left, bottom, top = 36, 18, 6
     plot_h = height - bottom - top
@@ -579,8 +652,9 @@ def review_groups(filters: ReviewFilters, *, group_by: str = "cause") -> list[di
             sample=Min("reason_text"),
             version_id=Max("mapping_version_id"),
             rule_ref=Max("rule_id"),
-            integration_id=Min("record__integration_id"),
-            integrations=Count("record__integration_id", distinct=True),
+            # Through the (small) mapping-version table, not the records table.
+            integration_id=Min("mapping_version__integration_id"),
+            integrations=Count("mapping_version__integration_id", distinct=True),
             unassigned=Count("id", filter=Q(assignee__isnull=True)),
         )
         .order_by("-n", name)[:200]

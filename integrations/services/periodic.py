@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # name, interval in seconds, "module:function"
 TASKS: list[tuple[str, int, str]] = [
+    ("dashboard_refresh", 60, "integrations.selectors:refresh_dashboard_snapshot"),
     ("auto_pause", 60, "integrations.services.health:auto_pause_due"),
     ("send_alerts", 60, "integrations.services.alerts:send_pending"),
     ("retention", 3600, "integrations.services.retention:prune"),
