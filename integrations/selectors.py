@@ -716,7 +716,7 @@ def review_items_page(
     *,
     group_by: str | None = None,
     key: str | None = None,
-    limit: int = 100,
+    limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[ReviewItem], str | None]:
     """Open items newest first, keyset-paginated on (opened_at, id); one query."""
@@ -736,10 +736,32 @@ def review_items_page(
     return items, next_cursor
 
 
+# Every reason code the pipeline writes (problem codes of the mapping engine, error classes of
+# deliveries, rule holds): the review filter offers these without scanning the open items.
+REVIEW_REASON_CODES = (
+    "unmapped_value",
+    "invalid_value",
+    "blank_required",
+    "conversion_error",
+    "not_an_object",
+    "possible_duplicate",
+    "missing_parent",
+    "missing_source_id",
+    "rule_hold",
+    "client_error",
+    "auth",
+    "conflict",
+    "idempotency_mismatch",
+    "timeout",
+    "connection",
+    "lost_response",
+    "server_error",
+    "rate_limited",
+    "config",
+    "internal",
+    "mapping_review",
+)
+
+
 def review_reason_codes() -> list[str]:
-    return list(
-        ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
-        .values_list("reason_code", flat=True)
-        .distinct()
-        .order_by("reason_code")[:100]
-    )
+    return sorted(REVIEW_REASON_CODES)
