@@ -10,13 +10,16 @@ On a fresh database ``syncdesk_bench_chaos`` and Redis db 11, with a short lease
 * the records (default 10,000) arrive as signed webhooks through gunicorn, 100 per request: half
   before the workers start, half while the chaos goes on (a refused request is sent again, as a
   platform would; the dedupe key makes that harmless);
-* 2 ``syncworker`` processes; every 10 s one of them is SIGKILLed and started again;
+* 2 ``syncworker`` processes; for the first minute (``--chaos-seconds``) one of them is SIGKILLed
+  every 10 s and started again (a worker takes a few seconds to start, much longer on a busy
+  machine: killing on for the whole drain would measure start-up, not recovery);
 * Redis is emptied once (``FLUSHDB`` of db 11 — ``--flushall`` for a literal ``FLUSHALL``, which
   also empties every other Redis database on this server, so only on a machine of its own);
-* PostgreSQL is restarted once (``pg_ctlcluster ... main restart``; needs root) and the script
-  waits until it accepts connections; workers and gunicorn are checked to still be running
-  (and restarted if not);
-* then the queue is left to drain, with a deadline.
+* PostgreSQL is restarted once, 10 s after the kills stop, so the same worker processes live
+  through it (``pg_ctlcluster ... main restart``; needs root); the script waits until it accepts
+  connections, checks that workers and gunicorn still run and that records settle again (a worker
+  that exited, or 90 s without progress, is restarted and reported);
+* then the queue is left to drain, with a deadline (``--deadline``, 900 s from the workers' start).
 
 lost = records not delivered and not in review (plus records never stored);
 duplicated = external ids the partner holds more than once. It prints ``lost=0 duplicated=0`` and
@@ -108,8 +111,9 @@ def partner_stats(url: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--deadline", type=float, default=600.0, help="seconds, from the workers' start")
+    parser.add_argument("--deadline", type=float, default=900.0, help="seconds, from the workers' start")
     parser.add_argument("--kill-every", type=float, default=10.0)
+    parser.add_argument("--chaos-seconds", type=float, default=60.0, help="how long workers are killed")
     parser.add_argument("--flushall", action="store_true", help="FLUSHALL instead of FLUSHDB (every database!)")
     parser.add_argument("--no-pg-restart", action="store_true")
     args = parser.parse_args()
@@ -180,7 +184,17 @@ def main() -> int:
         feeder.start()
 
         records = SyncRecord.objects.filter(integration=hook)
-        flushed = restarted = False
+        flushed = restarted = stuck_after_restart = False
+        after_restart: tuple[float, int] | None = None
+
+        def settled_count() -> int:
+            try:
+                close_old_connections()
+                return records.filter(status__in=TERMINAL).count()
+            except Exception:  # the database is restarting
+                close_old_connections()
+                return -1
+
         kills = 0
         next_kill = args.kill_every
         pg_seconds = None
@@ -210,7 +224,7 @@ def main() -> int:
                     conn.flushdb()
                 flushed = True
                 note(f"Redis {'FLUSHALL' if args.flushall else 'FLUSHDB (db 11)'}: every queued job and wake key gone")
-            if not restarted and elapsed >= 25 and not args.no_pg_restart:
+            if not restarted and elapsed >= args.chaos_seconds + 10 and not args.no_pg_restart:
                 restarted = True
                 note("PostgreSQL restart begins")
                 pg_seconds = restart_postgres()
@@ -223,7 +237,25 @@ def main() -> int:
                         raise RuntimeError("gunicorn exited during the PostgreSQL restart")
                     if not alive:
                         procs.worker(name, "--sweep-interval", "2")
-            if elapsed >= next_kill:
+                # The web process after the restart: the first batch again must come back as
+                # a duplicate (200), which needs the database.
+                tries = post_batch(url, hook.webhook_secret, batches[0])
+                note(f"  gunicorn answers a webhook again ({tries} tries)")
+                after_restart = (time.monotonic(), settled_count())
+            if after_restart is not None:
+                since, before = after_restart
+                now_count = settled_count()
+                if now_count > before:
+                    note(f"workers settle records again {time.monotonic() - since:.1f} s after the restart")
+                    after_restart = None
+                elif time.monotonic() - since > 90:
+                    note("NO progress 90 s after the PostgreSQL restart: workers stuck; restarting them")
+                    stuck_after_restart = True
+                    for name in workers:
+                        procs.kill(name)
+                        procs.worker(name, "--sweep-interval", "2")
+                    after_restart = None
+            if elapsed >= next_kill and elapsed < args.chaos_seconds:
                 victim = workers[kills % 2]
                 procs.kill(victim)
                 procs.worker(victim, "--sweep-interval", "2")
@@ -266,6 +298,10 @@ def main() -> int:
         if feed_errors:
             print(f"FAILED: feeding webhooks: {feed_errors[0]}")
             lost = max(lost, 1)
+        if stuck_after_restart:
+            print(
+                "NOTE: the workers did not recover from the PostgreSQL restart by themselves (restarted by this script)"
+            )
         if pg_seconds is None and not args.no_pg_restart:
             print("FAILED: PostgreSQL was not restarted")
     ok = lost == 0 and duplicated == 0 and missing_at_partner == 0 and not feed_errors
