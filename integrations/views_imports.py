@@ -102,3 +102,39 @@ def import_detail(request: HttpRequest, batch_id: int) -> HttpResponse:
     if request.headers.get("HX-Request"):
         return render(request, "imports/_progress.html", context)
     return render(request, "imports/detail.html", context)
+
+
+# --------------------------------------------------------------------------------------------
+# Backfill: resend everything a record search finds, as a job
+# --------------------------------------------------------------------------------------------
+
+
+@permission_required("integrations.resend_syncrecord", raise_exception=True)
+@require_http_methods(["POST"])
+def backfill_start(request: HttpRequest) -> HttpResponse:
+    from integrations.services import backfill
+    from integrations.services.records import ActionRefused
+
+    try:
+        job = backfill.start_backfill(
+            query={key: request.POST.getlist(key) for key in request.POST},
+            version=request.POST.get("version", "current"),
+            acting_user=request.user,
+            note=request.POST.get("note", ""),
+        )
+    except ActionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("records")
+    return redirect("backfill_detail", job_id=job.pk)
+
+
+@permission_required("integrations.view_syncrecord", raise_exception=True)
+@require_GET
+def backfill_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    from integrations.models import ActionLog
+
+    job = get_object_or_404(ActionLog.objects.select_related("actor"), pk=job_id, action="backfill_job")
+    context = {"job": job, "d": job.details, "finished": job.details.get("state") in ("done", "failed")}
+    if request.headers.get("HX-Request"):
+        return render(request, "imports/_backfill_progress.html", context)
+    return render(request, "imports/backfill.html", context)
