@@ -93,7 +93,7 @@ def is_encrypted_with_current_key(stored: str) -> bool:
     return True
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     """Text encrypted with Fernet in the database, plain text on the model instance.
 
     Not searchable (each write makes a new token) and never worth indexing."""

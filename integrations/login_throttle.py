@@ -28,7 +28,7 @@ def client_ip(request: HttpRequest | None) -> str:
         return ""
     header = settings.SYNCDESK_CLIENT_IP_HEADER
     if header and request.META.get(header):
-        return request.META[header].split(",")[-1].strip()[:64]
+        return str(request.META[header]).split(",")[-1].strip()[:64]
     return str(request.META.get("REMOTE_ADDR", ""))[:64]
 
 
@@ -47,12 +47,11 @@ def locked_for(*, username: str, ip: str) -> int:
     ):
         if not value or limit <= 0:
             continue
-        recent = (
+        recent = list(
             LoginFailure.objects.filter(**{field: value}, created_at__gte=since)
             .order_by("-created_at")
             .values_list("created_at", flat=True)[:limit]
         )
-        recent = list(recent)
         if len(recent) >= limit:
             # Locked until the oldest of the last ``limit`` failures leaves the window.
             waits.append((recent[-1] + _window() - now).total_seconds())
@@ -74,7 +73,6 @@ class ThrottledLoginMixin:
     """For an AuthenticationForm: refuse while locked, count failures, clear on success."""
 
     request: HttpRequest | None
-    error_messages: dict[str, str]
 
     def clean(self) -> dict[str, Any]:
         username = str(self.data.get("username", ""))  # type: ignore[attr-defined]

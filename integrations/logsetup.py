@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 REDACTED = "***"
 # Names of log keys and frame variables whose values are secrets.
@@ -29,7 +31,7 @@ def redact_text(text: str) -> str:
     return SECRET_TEXT.sub(REDACTED, text)
 
 
-def redact_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_event(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: values of secret-named keys become ***, secret-looking text is cut."""
     for key, value in list(event_dict.items()):
         if key not in _KEEP and SECRET_NAMES.search(key):
@@ -39,12 +41,14 @@ def redact_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> d
     return event_dict
 
 
-def _drop_color_message(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_color_message(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     event_dict.pop("color_message", None)
     return event_dict
 
 
-SHARED = [
+SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,

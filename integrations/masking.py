@@ -49,7 +49,8 @@ def can_see_sensitive(user: Any) -> bool:
 
 
 def _normalise(fields: Iterable[Any] | None) -> tuple[frozenset[str], frozenset[str]]:
-    names, paths = set(), set()
+    names: set[str] = set()
+    paths: set[str] = set()
     for field in fields or ():
         if not isinstance(field, str) or not field.strip():
             continue

@@ -25,7 +25,10 @@ PRODUCTION_ENV = {
 
 
 def run_check(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECURE_SSL_REDIRECT", "SYNCDESK_ENCRYPTION_KEYS")}
+    # A production environment: nothing the test run itself set (Playwright tests set
+    # DJANGO_ALLOW_ASYNC_UNSAFE, which check --deploy rightly refuses).
+    unset = ("DEBUG", "SECURE_SSL_REDIRECT", "SYNCDESK_ENCRYPTION_KEYS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(PRODUCTION_ENV, **extra)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
