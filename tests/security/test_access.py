@@ -75,6 +75,8 @@ MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
         "POST": ("integrations.view_importbatch", "integrations.add_importbatch"),
     },
     "import_detail": {"GET": ("integrations.view_importbatch",)},
+    "backfill_start": {"POST": (RESEND,)},
+    "backfill_detail": {"GET": (VIEW_RECORD,)},
     "api_me": {"GET": (ANY,)},
     "api_records": {"GET": (VIEW_RECORD,)},
     "api_records_resend": {"POST": (RESEND,)},
