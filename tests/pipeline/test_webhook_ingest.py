@@ -179,3 +179,11 @@ def test_a_scheduled_integration_waits_for_its_window(db):
     else:
         assert local.time() == dt.time(1, 0)
         assert record.next_attempt_at > now_local
+
+
+def test_a_nul_character_is_refused_with_400_not_a_server_error(hook):
+    """Found by fuzzing: PostgreSQL cannot store U+0000; the sender gets a clear 400."""
+    response = post_webhook(Client(), hook, b'{"id": "c-1", "note": "a\\u0000b"}')
+    assert response.status_code == 400
+    assert as_json(response)["error"] == "nul_character"
+    assert SyncRecord.objects.count() == 0
