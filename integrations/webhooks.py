@@ -55,20 +55,10 @@ def _decode(body: bytes) -> object:
         ) from None
     except (ValueError, RecursionError) as exc:
         raise SourceError(400, "invalid_json", f"Invalid JSON: {exc}.") from None
-    if "\\u0000" in text and _has_nul(payload):
+    if "\\u0000" in text and exactjson.has_nul(payload):
         # PostgreSQL cannot store U+0000 in text or jsonb: refuse clearly instead of failing later.
         raise SourceError(400, "nul_character", "The JSON contains a NUL character (\\u0000), which cannot be stored.")
     return payload
-
-
-def _has_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in str(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 @csrf_exempt

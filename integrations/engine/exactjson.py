@@ -86,3 +86,14 @@ class ExactJSONEncoder(json.JSONEncoder):
 
     def encode(self, o: Any) -> str:
         return dumps(o)
+
+
+def has_nul(value: JSONValue) -> bool:
+    """True if any key or text holds U+0000, which PostgreSQL cannot store in text or jsonb."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in str(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import queue
+from integrations.engine import exactjson
 from integrations.models import ActionLog, ReviewItem, SyncAttempt, SyncRecord
 
 S = SyncRecord.Status
@@ -94,6 +95,8 @@ def edit_payload_and_resend(
         raise ActionRefused("Say why the payload was edited.")
     if not isinstance(payload, dict):
         raise ActionRefused("The payload must be a JSON object.")
+    if exactjson.has_nul(payload):
+        raise ActionRefused("The payload contains a NUL character (\\u0000), which cannot be stored.")
     record = SyncRecord.objects.select_for_update().get(pk=record.pk)
     if record.status == S.PROCESSING:
         raise ActionRefused("The record is being delivered right now; try again in a moment.")
