@@ -244,3 +244,5 @@ SYNCDESK_WEBHOOK_TOLERANCE_SECONDS = 300
 # Alerts: who hears when an integration starts failing, recovers, gives up on records or is paused.
 SYNCDESK_ALERT_EMAILS = env_list("SYNCDESK_ALERT_EMAILS", "")
 SYNCDESK_ALERT_WEBHOOK_URL = os.environ.get("SYNCDESK_ALERT_WEBHOOK_URL", "")
+# A destination is "failing" (alert) after this long without a success; one bad call is not.
+SYNCDESK_ALERT_FAILING_AFTER_SECONDS = int(os.environ.get("SYNCDESK_ALERT_FAILING_AFTER_SECONDS", "120"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -21,19 +22,26 @@ from integrations.services.alerts import raise_alert
 DESTINATION_FAILURES = frozenset({rp.TIMEOUT, rp.CONNECTION, rp.LOST_RESPONSE, rp.SERVER_ERROR, rp.AUTH, rp.CONFIG})
 
 
+def _alerted_since(integration: Integration, since: datetime) -> bool:
+    return Alert.objects.filter(integration=integration, kind=Alert.Kind.FAILING, created_at__gte=since).exists()
+
+
 def note_delivered(integration: Integration, now: datetime) -> None:
-    """Called inside the finishing transaction of a delivered record."""
+    """Called inside the finishing transaction of a delivered record. A success ends a failing
+    streak; "recovered" is only said when "failing" was said for that streak (no flapping)."""
     if integration.failing_since is not None:
-        recovered = Integration.objects.filter(pk=integration.pk, failing_since__isnull=False).update(
+        since = integration.failing_since
+        ended = Integration.objects.filter(pk=integration.pk, failing_since__isnull=False).update(
             failing_since=None, last_success_at=now, auth_failing_since=None
         )
-        if recovered:
-            down = now - integration.failing_since
+        if ended and _alerted_since(integration, since):
             raise_alert(
                 integration=integration,
                 kind=Alert.Kind.RECOVERED,
                 subject=f"{integration}: delivering again",
-                message=f"The destination of {integration} accepts records again after {_words(down)} of failures.",
+                message=(
+                    f"The destination of {integration} accepts records again after {_words(now - since)} of failures."
+                ),
             )
         integration.failing_since = None
     if integration.last_success_at is None or now - integration.last_success_at > timedelta(seconds=30):
@@ -43,22 +51,31 @@ def note_delivered(integration: Integration, now: datetime) -> None:
 
 
 def note_failure(integration: Integration, error_class: str, reason: str, now: datetime) -> None:
+    """A destination failure starts (or continues) a failing streak. The "failing" alert goes out
+    once the streak has lasted SYNCDESK_ALERT_FAILING_AFTER_SECONDS without a success, so a
+    partner that fails one call in ten is not "failing" and nobody gets paged for it."""
     if error_class not in DESTINATION_FAILURES:
         return
     if integration.failing_since is None:
-        started = Integration.objects.filter(pk=integration.pk, failing_since__isnull=True).update(failing_since=now)
-        integration.failing_since = now
-        if started:
+        Integration.objects.filter(pk=integration.pk, failing_since__isnull=True).update(failing_since=now)
+        integration.failing_since = (
+            Integration.objects.filter(pk=integration.pk).values_list("failing_since", flat=True).first() or now
+        )
+    threshold = timedelta(seconds=settings.SYNCDESK_ALERT_FAILING_AFTER_SECONDS)
+    since = integration.failing_since
+    if now - since >= threshold and not getattr(integration, "_failing_alerted", False):
+        if not _alerted_since(integration, since):
             raise_alert(
                 integration=integration,
                 kind=Alert.Kind.FAILING,
                 subject=f"{integration}: destination failing",
                 message=(
-                    f"Deliveries of {integration} started failing: {reason}\n"
-                    "Records are kept and retried; nothing is lost."
+                    f"Deliveries of {integration} have failed since {since:%Y-%m-%d %H:%M:%S} UTC without a "
+                    f"success: {reason}\nRecords are kept and retried; nothing is lost."
                 ),
                 details={"error_class": error_class},
             )
+        integration._failing_alerted = True  # type: ignore[attr-defined]
     if error_class == rp.AUTH and integration.auth_failing_since is None:
         Integration.objects.filter(pk=integration.pk, auth_failing_since__isnull=True).update(auth_failing_since=now)
         integration.auth_failing_since = now

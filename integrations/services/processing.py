@@ -126,6 +126,9 @@ def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: 
             return done
         if len(ids) == chunk and not rate:
             queue.wake(integration_id)  # a backlog: let an idle worker help
+        # One read of the published version per chunk: the chunk goes out under the version that
+        # was published when it was claimed (a publish applies from the next chunk on).
+        published = specs.published_version(integration_id)
         for record_id in ids:
             if rate:
                 # The destination's allowed rate: a short, bounded pause between deliveries.
@@ -133,7 +136,7 @@ def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: 
                 if wait > 0:
                     time.sleep(wait)
                 paced_until = time.monotonic() + 1.0 / rate
-            process_record(record_id, token=token, integration=integration)
+            process_record(record_id, token=token, integration=integration, published=published)
             done += 1
     if SyncRecord.objects.filter(
         integration_id=integration_id, status__in=SyncRecord.DUE_STATUSES, next_attempt_at__lte=timezone.now()
@@ -180,7 +183,12 @@ class Step:
     source_id: str = ""
 
 
-def process_record(record_id: int, *, token: str, integration: Integration | None = None) -> str | None:
+_LOOK_UP = object()
+
+
+def process_record(
+    record_id: int, *, token: str, integration: Integration | None = None, published: Any = _LOOK_UP
+) -> str | None:
     """Take one leased record one step further. Returns its new status (None if not ours)."""
     record = (
         SyncRecord.objects.select_related("integration__customer", "pinned_version", "prepared_version")
@@ -194,7 +202,7 @@ def process_record(record_id: int, *, token: str, integration: Integration | Non
     with structlog.contextvars.bound_contextvars(record_id=record_id, integration_id=record.integration_id):
         started = time.monotonic()
         try:
-            step = _decide_and_deliver(record)
+            step = _decide_and_deliver(record, published)
         except Exception as exc:  # a bug must not lose the record or loop it forever
             log.exception("internal error processing record")
             step = _failure(record, rp.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"[:500], None)
@@ -271,13 +279,15 @@ def idempotency_key(integration_id: int, source_id: str, operation: str, body: b
     return f"sd-{integration_id}-{source}-{digest}"
 
 
-def _version_for(record: SyncRecord) -> MappingVersion | None:
+def _version_for(record: SyncRecord, published: Any = _LOOK_UP) -> MappingVersion | None:
     if record.pinned_version_id:
         return record.pinned_version
+    if published is not _LOOK_UP:
+        return published  # type: ignore[no-any-return]
     return specs.published_version(record.integration_id)
 
 
-def _decide_and_deliver(record: SyncRecord) -> Step:
+def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
     integration = record.integration
     if record.prepared_body and record.prepared_version_id:
         # A retry of the same record version: resend the very same bytes with the same key.
@@ -293,7 +303,7 @@ def _decide_and_deliver(record: SyncRecord) -> Step:
             problems=[],
         )
 
-    version = _version_for(record)
+    version = _version_for(record, published)
     if version is None:
         return Step(
             outcome=SyncAttempt.Outcome.REVIEW,

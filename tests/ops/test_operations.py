@@ -74,8 +74,9 @@ def test_retention_prunes_old_payloads_and_bodies_but_keeps_counts(hook, partner
 
 
 def test_a_failing_destination_raises_one_alert_by_mail_and_webhook_then_recovery(
-    hook, partner, django_capture_on_commit_callbacks
+    hook, partner, django_capture_on_commit_callbacks, settings
 ):
+    settings.SYNCDESK_ALERT_FAILING_AFTER_SECONDS = 0
     hook.alert_webhook_url = f"{partner.url}/alerts"
     hook.save()
     partner.configure(fail_next=2)
@@ -182,3 +183,13 @@ def test_sync_report_shows_statuses_queue_and_lag(hook, partner, capsys):
     assert row["due_now"] == 2
     assert row["lag_seconds"] >= 0
     assert "backend" in report["queue"]
+
+
+def test_a_partner_that_fails_now_and_then_is_not_called_failing(hook, partner, settings):
+    """No flapping: failures between successes, shorter than the threshold, raise no alerts."""
+    settings.SYNCDESK_ALERT_FAILING_AFTER_SECONDS = 120
+    partner.configure(fail_rate=0.3)
+    ingest_items(hook, [InboundItem(body=contact(n)) for n in range(20)])
+    drain(hook)
+    assert partner.stats()["injected_failures"] > 0
+    assert not Alert.objects.filter(kind__in=["failing", "recovered"]).exists()
