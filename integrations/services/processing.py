@@ -403,33 +403,14 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
         result = mapping.map_record(spec, record.payload, context)
     out = result.to_json()
     if result.decision == "reject":
-        return Step(
-            outcome=SyncAttempt.Outcome.REJECTED,
-            status=S.REJECTED,
-            version=version,
-            rules=ruling.fired,
-            error_class=rp.MAPPING_REJECTED,
-            reason=_problem_text(result.problems),
-            output=out.get("output"),
-            trace=out.get("trace", []),
-            problems=out.get("problems", []),
-        )
+        return _mapped(S.REJECTED, rp.MAPPING_REJECTED, _problem_text(result.problems), out, version, ruling.fired)
     if result.decision == "review":
         first = result.problems[0] if result.problems else None
         code = first.code if first else "mapping_review"
         group = f"{code}:{version.pk}:{first.field if first else ''}:{_short(first.raw if first else '')}"
-        return Step(
-            outcome=SyncAttempt.Outcome.REVIEW,
-            status=S.REVIEW,
-            version=version,
-            rules=ruling.fired,
-            error_class=rp.MAPPING_REVIEW,
-            reason=_problem_text(result.problems),
-            output=out.get("output"),
-            trace=out.get("trace", []),
-            problems=out.get("problems", []),
-            review=(code, _problem_text(result.problems), group[:300], {"problems": out.get("problems", [])}),
-        )
+        text = _problem_text(result.problems)
+        review = (code, text, group[:300], {"problems": out.get("problems", [])})
+        return _mapped(S.REVIEW, rp.MAPPING_REVIEW, text, out, version, ruling.fired, review=review)
 
     keys: dict[str, str] = {}
     duplicate_note = ""
@@ -446,27 +427,23 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
                 duplicate_note = f" (matched {match.candidate}: {', '.join(match.reasons)})"
             elif likely is not None:
                 problem = mapping.duplicate_problem(likely)
-                return Step(
-                    outcome=SyncAttempt.Outcome.REVIEW,
-                    status=S.REVIEW,
-                    version=version,
-                    rules=ruling.fired,
-                    error_class=rp.MAPPING_REVIEW,
-                    reason=problem.reason,
-                    output=out.get("output"),
-                    trace=out.get("trace", []),
-                    problems=[*out.get("problems", []), problem.to_json()],
-                    review=(
-                        "possible_duplicate",
-                        f"Possible duplicate: {problem.reason}. Both records are shown; nothing was merged.",
-                        f"possible_duplicate:{version.pk}",
-                        {
-                            "this": record.payload,
-                            "other": _last_payload(integration.pk, likely.candidate),
-                            "finding": likely.to_json(),
-                        },
-                    ),
+                both = {
+                    "this": record.payload,
+                    "other": _last_payload(integration.pk, likely.candidate),
+                    "finding": likely.to_json(),
+                }
+                text = f"Possible duplicate: {problem.reason}. Both records are shown; nothing was merged."
+                step = _mapped(
+                    S.REVIEW,
+                    rp.MAPPING_REVIEW,
+                    problem.reason,
+                    out,
+                    version,
+                    ruling.fired,
+                    review=("possible_duplicate", text, f"possible_duplicate:{version.pk}", both),
                 )
+                step.problems = [*step.problems, problem.to_json()]
+                return step
 
     body = exactjson.dumps(result.output).encode()
     operation = "update" if destination_id else "create"
@@ -526,6 +503,35 @@ def _last_payload(integration_id: int, source_id: str) -> Any:
         .order_by("-delivered_at")
         .values_list("payload", flat=True)
         .first()
+    )
+
+
+_OUTCOME_OF = {S.REJECTED: SyncAttempt.Outcome.REJECTED, S.REVIEW: SyncAttempt.Outcome.REVIEW}
+
+
+def _mapped(
+    status: str,
+    error_class: str,
+    reason: str,
+    out: dict[str, Any],
+    version: MappingVersion,
+    rules: list[dict[str, Any]],
+    *,
+    review: tuple[str, str, str, dict[str, Any]] | None = None,
+) -> Step:
+    """A step that ends at the mapping (rejected, or a problem for a person), with its output,
+    trace and problems kept on the attempt."""
+    return Step(
+        outcome=_OUTCOME_OF[status],
+        status=status,
+        version=version,
+        rules=rules,
+        error_class=error_class,
+        reason=reason,
+        output=out.get("output"),
+        trace=out.get("trace", []),
+        problems=list(out.get("problems", [])),
+        review=review,
     )
 
 
