@@ -27,8 +27,8 @@ browser:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --check --no-cache .
 
 typecheck: export SECRET_KEY ?= make-test-only-secret-key-not-for-production
 typecheck: $(STAMP)
