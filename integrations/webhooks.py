@@ -13,7 +13,6 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from integrations.engine import exactjson
 from integrations.models import Integration
@@ -55,16 +54,21 @@ def _decode(body: bytes) -> object:
         ) from None
     except (ValueError, RecursionError) as exc:
         raise SourceError(400, "invalid_json", f"Invalid JSON: {exc}.") from None
-    if "\\u0000" in text and exactjson.has_nul(payload):
-        # PostgreSQL cannot store U+0000 in text or jsonb: refuse clearly instead of failing later.
-        raise SourceError(400, "nul_character", "The JSON contains a NUL character (\\u0000), which cannot be stored.")
+    problem = exactjson.storage_problem(payload)
+    if problem:
+        # Refuse clearly now rather than fail later (PostgreSQL, recursion): nothing is stored.
+        code = "nul_character" if "NUL" in problem else "unstorable_json"
+        raise SourceError(400, code, f"The JSON cannot be stored: {problem}.")
     return payload
 
 
 @csrf_exempt
 @login_not_required
-@require_POST
 def receive(request: HttpRequest, slug: str) -> JsonResponse:
+    if request.method != "POST":
+        response = _error(405, "method_not_allowed", "Send webhooks with POST.")
+        response["Allow"] = "POST"
+        return response
     integration = Integration.objects.select_related("customer").filter(slug=slug).first()
     if integration is None:
         return _error(404, "unknown_integration", f"No integration is called {slug!r}.")

@@ -88,12 +88,40 @@ class ExactJSONEncoder(json.JSONEncoder):
         return dumps(o)
 
 
-def has_nul(value: JSONValue) -> bool:
-    """True if any key or text holds U+0000, which PostgreSQL cannot store in text or jsonb."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any("\x00" in str(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
-    return False
+MAX_DEPTH = 64
+
+
+def storage_problem(value: JSONValue, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why a parsed payload cannot be stored and shown safely, or None.
+
+    PostgreSQL refuses U+0000 and unpaired surrogates in text and jsonb, and payloads nested
+    deeper than ``max_depth`` would exhaust the stack of every recursive step after parsing
+    (hashing, rendering). Iterative, so it cannot overflow itself."""
+    stack: list[tuple[JSONValue, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return f"it is nested deeper than {max_depth} levels"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                problem = _text_problem(str(key))
+                if problem:
+                    return problem
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            problem = _text_problem(item)
+            if problem:
+                return problem
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "it contains a NUL character (\\u0000), which cannot be stored"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it contains an unpaired surrogate (like \\ud800), which is not valid text"
+    return None

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from integrations.engine import readers
+from integrations.engine import exactjson, readers
 from integrations.models import ImportBatch, Integration
 from integrations.services.ingest import ingest_items
 from integrations.sources.base import InboundItem
@@ -105,10 +105,15 @@ def run_import(
                 if len(errors) < MAX_STORED_ERRORS:
                     errors.append({"line": item.line, "reason": item.reason})
                 continue
-            if not isinstance(item.record, dict):
+            problem = (
+                "the record is not an object with named fields"
+                if not isinstance(item.record, dict)
+                else exactjson.storage_problem(item.record)
+            )
+            if problem:
                 batch.bad_rows += 1
                 if len(errors) < MAX_STORED_ERRORS:
-                    errors.append({"line": item.line, "reason": "the record is not an object with named fields"})
+                    errors.append({"line": item.line, "reason": problem})
                 continue
             pending.append(InboundItem(body=item.record))
             if len(pending) >= CHUNK_ROWS:

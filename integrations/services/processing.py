@@ -697,6 +697,9 @@ def _problem_text(problems: list[Any]) -> str:
 
 
 def _short(value: Any) -> str:
+    """A raw value as support reads it in a group label: named parts ({code, country}) as "4101, US"."""
+    if isinstance(value, dict):
+        return ", ".join(str(v) for v in value.values() if v not in (None, ""))[:80]
     return str(value)[:80]
 
 

@@ -95,8 +95,9 @@ def edit_payload_and_resend(
         raise ActionRefused("Say why the payload was edited.")
     if not isinstance(payload, dict):
         raise ActionRefused("The payload must be a JSON object.")
-    if exactjson.has_nul(payload):
-        raise ActionRefused("The payload contains a NUL character (\\u0000), which cannot be stored.")
+    problem = exactjson.storage_problem(payload)
+    if problem:
+        raise ActionRefused(f"The payload cannot be stored: {problem}.")
     record = SyncRecord.objects.select_for_update().get(pk=record.pk)
     if record.status == S.PROCESSING:
         raise ActionRefused("The record is being delivered right now; try again in a moment.")

@@ -1,7 +1,8 @@
-"""Compiled mapping specs, cached by version id (a published version never changes)."""
+"""Compiled mapping specs, cached (a published version never changes)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -10,16 +11,18 @@ from integrations.models import MappingVersion
 
 
 @lru_cache(maxsize=256)
-def _compiled(version_id: int) -> Any:
-    version = MappingVersion.objects.only("spec", "status").get(pk=version_id)
+def _compiled(version_id: int, created_at: datetime) -> Any:
+    # Keyed by id *and* creation time: SQLite can hand a deleted row's id to a new row, and a
+    # cache keyed by id alone would then serve the old spec.
+    version = MappingVersion.objects.only("spec").get(pk=version_id)
     return mapping.compile_spec(version.spec)
 
 
 def compiled_for(version: MappingVersion) -> Any:
-    """Published/retired versions are immutable, so caching by id is safe; drafts are not cached."""
+    """Published/retired versions are immutable, so caching them is safe; drafts are not cached."""
     if version.status == MappingVersion.Status.DRAFT:
         return mapping.compile_spec(version.spec)
-    return _compiled(version.pk)
+    return _compiled(version.pk, version.created_at)
 
 
 def published_version(integration_id: int) -> MappingVersion | None:

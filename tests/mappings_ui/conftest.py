@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db.models import F
 from django.test import Client
 
 from integrations.models import Integration, MappingVersion, SyncRecord
@@ -73,5 +74,7 @@ def world(integration, users) -> Integration:
 
 def versions(integration: Integration) -> list[tuple[int | None, str]]:
     return list(
-        MappingVersion.objects.filter(integration=integration).order_by("number").values_list("number", "status")
+        MappingVersion.objects.filter(integration=integration)
+        .order_by(F("number").asc(nulls_last=True))  # the draft (no number) last on every database
+        .values_list("number", "status")
     )

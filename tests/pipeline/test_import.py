@@ -130,3 +130,12 @@ def test_records_of_a_scheduled_integration_wait_for_the_window(db, tmp_path):
     else:
         assert (local.hour, local.minute) == (1, 0)
         assert due > timezone.now()
+
+
+def test_a_record_too_deep_to_store_is_a_bad_row_and_the_import_goes_on(hook, tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"id": "ok-1"}\n{"id": "deep", "x": ' + "[" * 200 + "]" * 200 + '}\n{"id": "ok-2"}\n')
+    call_command("import_batch", hook.slug, str(path), "--quiet")
+    batch = ImportBatch.objects.get()
+    assert (batch.status, batch.accepted_rows, batch.bad_rows) == ("done", 2, 1)
+    assert "nested deeper than 64 levels" in batch.errors[0]["reason"]

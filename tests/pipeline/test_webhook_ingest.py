@@ -187,3 +187,24 @@ def test_a_nul_character_is_refused_with_400_not_a_server_error(hook):
     assert response.status_code == 400
     assert as_json(response)["error"] == "nul_character"
     assert SyncRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"id": "c-1", "x": ' + b"[" * 980 + b"]" * 980 + b"}", "nested deeper"),
+        (b'{"id": "c-1", "name": "\\ud800"}', "unpaired surrogate"),
+    ],
+)
+def test_payloads_that_cannot_be_stored_are_refused_with_400(hook, body, why):
+    """Found by a fresh pair of eyes: deep nesting and lone surrogates used to end in a 500."""
+    response = post_webhook(Client(), hook, body)
+    assert response.status_code == 400
+    assert why in as_json(response)["message"]
+    assert SyncRecord.objects.count() == 0
+
+
+def test_other_methods_get_a_json_405(hook):
+    response = Client().get(f"/hooks/{hook.slug}/")
+    assert response.status_code == 405
+    assert as_json(response)["error"] == "method_not_allowed"
