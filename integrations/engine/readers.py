@@ -554,7 +554,9 @@ class RecordReader(Iterator[Row | RowError]):
                 f"every {_delimiter_name(delimiter)} is followed by a space: spaces after it are skipped"
             )
         lines = _Lines(text, newline)
-        reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=skip_space)
+        reader = csv.reader(
+            lines, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=skip_space, strict=True
+        )
         header: list[str] = []
         width = -1  # no header yet: every non-blank row goes to the header branch
         previous_end = 0

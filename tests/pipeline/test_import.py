@@ -139,3 +139,13 @@ def test_a_record_too_deep_to_store_is_a_bad_row_and_the_import_goes_on(hook, tm
     batch = ImportBatch.objects.get()
     assert (batch.status, batch.accepted_rows, batch.bad_rows) == ("done", 2, 1)
     assert "nested deeper than 64 levels" in batch.errors[0]["reason"]
+
+
+def test_an_unterminated_quote_is_reported_not_swallowed_into_one_cell(hook, tmp_path):
+    """Found by a fresh pair of eyes: the rest of the file used to become one silent cell."""
+    path = tmp_path / "broken.csv"
+    path.write_text('id,email\nc-1,a@example.com\nc-2,"b@example.com\nc-3,c@example.com\n')
+    call_command("import_batch", hook.slug, str(path), "--quiet")
+    batch = ImportBatch.objects.get()
+    assert (batch.accepted_rows, batch.bad_rows) == (1, 1)
+    assert batch.errors == [{"line": 3, "reason": "cannot split the row into cells: unexpected end of data"}]
