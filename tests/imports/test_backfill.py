@@ -65,3 +65,12 @@ def test_a_role_without_resend_cannot_backfill(records, db):
     client.force_login(viewer)
     assert client.post("/records/backfill/", {"integration": records.slug, "note": "x"}).status_code == 403
     assert "Resend every record" not in client.get(f"/records/?integration={records.slug}").content.decode()
+
+
+def test_a_bad_search_filter_is_named(records, users):
+    client = Client()
+    client.force_login(users["support"])
+    page = client.get("/records/?status=bogus&integration=nope").content.decode()
+    assert "Status:" in page
+    assert "Integration:" in page
+    assert "bogus" in page
