@@ -115,3 +115,19 @@ class RuleForm(forms.Form):
         if integration is not None and customer is not None and integration.customer_id != customer.pk:
             self.add_error("integration", "This integration belongs to another customer.")
         return data
+
+
+class RuleEditForm(RuleForm):
+    """Change a rule: everything but its customer, with a reason kept in history."""
+
+    change_reason = forms.CharField(
+        label="Why this change", widget=forms.Textarea(attrs={"rows": 2}), help_text="Kept in the rule's history."
+    )
+
+    def __init__(self, *args: Any, rule: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rule = rule
+        self.fields["customer"].disabled = True
+        self.fields["integration"].queryset = self.fields["integration"].queryset.filter(  # type: ignore[attr-defined]
+            customer_id=rule.customer_id
+        )

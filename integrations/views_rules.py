@@ -18,14 +18,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from customers.models import Customer
+from integrations.engine import exactjson
 from integrations.engine import rules as engine_rules
-from integrations.forms_rules import RegisterFilterForm, RetireForm, ReviewForm, RuleForm
+from integrations.forms_rules import RegisterFilterForm, RetireForm, ReviewForm, RuleEditForm, RuleForm
 from integrations.models import ExceptionRule
 from integrations.services import rules as rules_service
 
 VIEW = "integrations.view_exceptionrule"
 REVIEW = "integrations.review_exceptionrule"
 ADD = "integrations.add_exceptionrule"
+CHANGE = "integrations.change_exceptionrule"
 
 
 def _require(request: HttpRequest, *perms: str) -> None:
@@ -158,6 +160,50 @@ def create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Rule #{rule.pk} created.")
             return redirect("rules:detail", pk=rule.pk)
     return render(request, "rules/form.html", {"form": form, "kinds": list(engine_rules.KINDS.values())})
+
+
+@require_http_methods(["GET", "POST"])
+def edit(request: HttpRequest, pk: int) -> HttpResponse:
+    _require(request, VIEW, CHANGE)
+    rule = get_object_or_404(ExceptionRule.objects.select_related("customer", "integration", "owner"), pk=pk)
+    initial = {
+        "customer": rule.customer.slug,
+        "integration": rule.integration.slug if rule.integration else "",
+        "kind": rule.kind,
+        "params": exactjson.dumps(rule.params),
+        "reason": rule.reason,
+        "owner": rule.owner.get_username(),
+        "approver": rule.approver.get_username() if rule.approver else "",
+        "review_interval_days": rule.review_interval_days,
+        "expires_at": rule.expires_at,
+    }
+    form = RuleEditForm(request.POST or None, initial=initial, rule=rule)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            rules_service.rule_update(
+                rule=rule,
+                acting_user=request.user,
+                change_reason=data["change_reason"],
+                integration=data["integration"],
+                kind=data["kind"],
+                params=data["params"],
+                reason=data["reason"],
+                owner=data["owner"],
+                approver=data["approver"],
+                review_interval_days=data["review_interval_days"],
+                expires_at=data["expires_at"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, _errors(exc))
+        else:
+            messages.success(request, f"Rule #{rule.pk} changed.")
+            return redirect("rules:detail", pk=rule.pk)
+    return render(
+        request,
+        "rules/form.html",
+        {"form": form, "kinds": list(engine_rules.KINDS.values()), "editing": rule},
+    )
 
 
 @require_GET

@@ -168,3 +168,37 @@ def test_the_complexity_page_shows_counts(setup):
     page = response.content.decode()
     assert "rules-page-co-orders" in page
     assert "<td>5</td><td>2</td><td>3</td><td>1</td><td>1</td><td>0</td>" in page
+
+
+def test_an_account_manager_changes_a_rule_with_a_reason_kept_in_history(setup, owner):
+    _, flow, rule = setup
+    client = login("account_manager")
+    page = client.get(f"/rules/{rule.pk}/edit/")
+    assert page.status_code == 200
+    assert "Change rule" in page.content.decode()
+    form = {
+        "integration": flow.slug,
+        "kind": "skip_when",
+        "params": '{"condition": {"field": "status", "op": "in", "value": ["cancelled", "voided"]}}',
+        "reason": "they cancel and re-order; voided too since March",
+        "owner": owner.username,
+        "review_interval_days": "60",
+    }
+    refused = client.post(f"/rules/{rule.pk}/edit/", form)  # no reason for the change
+    assert refused.status_code == 200
+    assert ExceptionRule.objects.get(pk=rule.pk).review_interval_days == 90
+    response = client.post(f"/rules/{rule.pk}/edit/", {**form, "change_reason": "voided orders too (ticket 88)"})
+    assert response.status_code == 302
+    rule.refresh_from_db()
+    assert rule.params["condition"]["value"] == ["cancelled", "voided"]
+    assert rule.review_interval_days == 60
+    latest = rule.history.first()
+    assert latest.history_change_reason == "voided orders too (ticket 88)"
+    assert latest.history_user.username == "page-account_manager"
+
+
+def test_support_cannot_change_a_rule(setup):
+    _, _, rule = setup
+    client = login("support")
+    assert client.get(f"/rules/{rule.pk}/edit/").status_code == 403
+    assert client.post(f"/rules/{rule.pk}/edit/", {"change_reason": "x"}).status_code == 403

@@ -56,6 +56,10 @@ MATRIX: dict[str, dict[str, tuple[str, ...]]] = {
     "rules:register": {"GET": (VIEW_RULE,)},
     "rules:create": {"GET": (VIEW_RULE, ADD_RULE), "POST": (VIEW_RULE, ADD_RULE)},
     "rules:detail": {"GET": (VIEW_RULE,)},
+    "rules:edit": {
+        "GET": (VIEW_RULE, "integrations.change_exceptionrule"),
+        "POST": (VIEW_RULE, "integrations.change_exceptionrule"),
+    },
     "rules:review": {"POST": (VIEW_RULE, REVIEW_RULE)},
     "rules:retire": {"POST": (VIEW_RULE, REVIEW_RULE)},
     "rules:special": {"GET": (VIEW_RULE, "customers.view_customer")},
