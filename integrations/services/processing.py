@@ -780,19 +780,25 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
             problems=step.problems,
             acting_user_id=record.requested_by_id,
         )
-        try:
-            with transaction.atomic():
-                attempt.save()
-        except IntegrityError:
-            attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
+        if owned:
+            # Ours, so no other worker can be writing this record's next attempt number.
             attempt.save()
-        if not owned:
+        else:
+            try:
+                with transaction.atomic():
+                    attempt.save()
+            except IntegrityError:
+                attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
+                attempt.save()
             return
 
         claimed = entity_key(record.source_id, record.group_key)  # what claim_due leased
-        RecordLink.objects.filter(integration_id=integration.pk, source_id=claimed, lease_token=token).update(
-            lease_until=None, lease_token=""
-        )
+        delivered_here = step.status == S.DELIVERED and (step.entity or claimed) == claimed
+        if not delivered_here:  # (a delivery to the claimed link releases it in the same UPDATE)
+            RecordLink.objects.filter(integration_id=integration.pk, source_id=claimed, lease_token=token).update(
+                lease_until=None, lease_token=""
+            )
+        had_attempts = record.attempt_count > 0  # a first attempt has no review item to close
         if step.status == S.DELIVERED:
             link_fields: dict[str, Any] = {
                 "destination_id": step.destination_id,
@@ -807,24 +813,29 @@ def _finish(record: SyncRecord, step: Step, token: str) -> None:
             # claim_due made this row, so a plain UPDATE finds it (update_or_create would add a
             # savepoint and a SELECT … FOR UPDATE); create it only if it has gone meanwhile.
             linked = step.entity or claimed
-            if not RecordLink.objects.filter(integration_id=integration.pk, source_id=linked).update(**link_fields):
+            release = {"lease_until": None, "lease_token": ""} if delivered_here else {}
+            if not RecordLink.objects.filter(integration_id=integration.pk, source_id=linked).update(
+                **link_fields, **release
+            ):
                 RecordLink.objects.update_or_create(
                     integration_id=integration.pk, source_id=linked, defaults=link_fields
                 )
-            ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
-                status=ReviewItem.Status.RESOLVED,
-                resolved_at=now,
-                resolution_note="Resolved automatically: a later attempt delivered the record.",
-            )
+            if had_attempts:
+                ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
+                    status=ReviewItem.Status.RESOLVED,
+                    resolved_at=now,
+                    resolution_note="Resolved automatically: a later attempt delivered the record.",
+                )
             if step.extra_delivered:
                 _mark_group_delivered(step.extra_delivered, step, now)
         if step.review:
             code, text, group, details = step.review
-            ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
-                status=ReviewItem.Status.RESOLVED,
-                resolved_at=now,
-                resolution_note="Superseded by a newer review item for the same record.",
-            )
+            if had_attempts:
+                ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
+                    status=ReviewItem.Status.RESOLVED,
+                    resolved_at=now,
+                    resolution_note="Superseded by a newer review item for the same record.",
+                )
             ReviewItem.objects.create(
                 record_id=record.pk,
                 reason_code=code[:60],
