@@ -134,6 +134,14 @@ def retire(request: HttpRequest, pk: int) -> HttpResponse:
     return _back(request, rule)
 
 
+RULE_FIELDS = ("integration", "kind", "params", "reason", "owner", "approver", "review_interval_days", "expires_at")
+
+
+def _rule_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The rule settings a RuleForm collects, as the rule services take them."""
+    return {name: data[name] for name in RULE_FIELDS}
+
+
 @require_http_methods(["GET", "POST"])
 def create(request: HttpRequest) -> HttpResponse:
     _require(request, VIEW, ADD)
@@ -142,18 +150,7 @@ def create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            rule = rules_service.rule_create(
-                acting_user=request.user,
-                customer=data["customer"],
-                integration=data["integration"],
-                kind=data["kind"],
-                params=data["params"],
-                reason=data["reason"],
-                owner=data["owner"],
-                approver=data["approver"],
-                review_interval_days=data["review_interval_days"],
-                expires_at=data["expires_at"],
-            )
+            rule = rules_service.rule_create(acting_user=request.user, customer=data["customer"], **_rule_fields(data))
         except ValidationError as exc:
             form.add_error(None, _errors(exc))
         else:
@@ -182,17 +179,7 @@ def edit(request: HttpRequest, pk: int) -> HttpResponse:
         data = form.cleaned_data
         try:
             rules_service.rule_update(
-                rule=rule,
-                acting_user=request.user,
-                change_reason=data["change_reason"],
-                integration=data["integration"],
-                kind=data["kind"],
-                params=data["params"],
-                reason=data["reason"],
-                owner=data["owner"],
-                approver=data["approver"],
-                review_interval_days=data["review_interval_days"],
-                expires_at=data["expires_at"],
+                rule=rule, acting_user=request.user, change_reason=data["change_reason"], **_rule_fields(data)
             )
         except ValidationError as exc:
             form.add_error(None, _errors(exc))
