@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 from integrations.sources.base import SourceError
 
@@ -50,3 +51,17 @@ def b64decode_or_none(value: str) -> bytes | None:
 
 def b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
+
+
+def check_body_hmac_base64(headers: Mapping[str, str], header: str, body: bytes, secrets: list[str]) -> None:
+    """Shopify and WooCommerce sign the same way: base64 HMAC-SHA256 of the raw body in ``header``.
+    Raises SourceError(401) naming what is wrong."""
+    raw = headers.get(header)
+    if not raw:
+        raise SourceError(401, "missing_signature", f"Missing {header} header.")
+    given = b64decode_or_none(raw)
+    if not given:
+        raise SourceError(401, "bad_signature", f"{header} must be base64.")
+    expected = [hmac_sha256(s.encode(), body) for s in secrets if s]
+    if not any_matches(expected, [given]):
+        raise SourceError(401, "bad_signature", "Signature does not match this integration's secret.")

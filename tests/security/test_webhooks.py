@@ -296,6 +296,11 @@ def test_the_scan_would_catch_a_plain_comparison(tmp_path):
 def test_every_source_kind_compares_signatures_with_compare_digest():
     signing = (ROOT / "integrations" / "sources" / "signing.py").read_text()
     assert "hmac.compare_digest" in signing
+    body_check = signing[signing.index("def check_body_hmac_base64") :]
+    assert "any_matches(" in body_check
     for module in (generic, hubspot, shopify, standard_webhooks, stripe, woocommerce):
         source = Path(module.__file__).read_text()
-        assert "any_matches(" in source, f"{module.__name__} must compare through signing.any_matches"
+        # Directly, or through signing.check_body_hmac_base64 (which itself uses any_matches).
+        assert "any_matches(" in source or "check_body_hmac_base64(" in source, (
+            f"{module.__name__} must compare through signing.any_matches"
+        )
