@@ -1,10 +1,13 @@
 """Claiming due records and taking each one a step further: map, apply rules, deliver, record.
 
-The shape of one record's step:
-  claim (short transaction: lease the record and its source id)  →  decide and deliver
-  (no transaction, no locks held during HTTP)  →  finish (one short transaction: attempt row,
-  record status, link, review item).
-A worker that dies anywhere leaves a lease that expires; the sweeper hands the record on.
+The shape of a chunk:
+  claim (short transaction: lease up to SYNCDESK_CHUNK_SIZE records and their source ids)  →
+  read what the decisions need for the whole chunk (records, links, newest versions: three
+  queries)  →  per record: decide and deliver (no transaction, no locks held during HTTP)  →
+  finish in batches (one short transaction per ≤ 50 records or 1 s: records, attempt rows,
+  links, review items in a few statements for the lot).
+A worker that dies anywhere leaves leases that expire; the sweeper hands the records on, and a
+redelivery carries the same idempotency key.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from integrations import queue
@@ -129,20 +133,38 @@ def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: 
         # One read of the published version per chunk: the chunk goes out under the version that
         # was published when it was claimed (a publish applies from the next chunk on).
         published = specs.published_version(integration_id)
-        for record_id in ids:
+        batch = _Batch(integration, token, _load_leased(ids, token, integration))
+        for record in batch.records:
             if rate:
                 # The destination's allowed rate: a short, bounded pause between deliveries.
                 wait = paced_until - time.monotonic()
                 if wait > 0:
+                    batch.flush()  # nothing finished waits in memory while we sleep
                     time.sleep(wait)
                 paced_until = time.monotonic() + 1.0 / rate
-            process_record(record_id, token=token, integration=integration, published=published)
+            batch.step(record, published)
             done += 1
+        batch.flush()
     if SyncRecord.objects.filter(
         integration_id=integration_id, status__in=SyncRecord.DUE_STATUSES, next_attempt_at__lte=timezone.now()
     ).exists():
         queue.wake(integration_id)
     return done
+
+
+def _load_leased(ids: list[int], token: str, integration: Integration | None) -> list[SyncRecord]:
+    """The claimed records still leased to ``token``, in claim order (one query for a chunk)."""
+    found = {
+        r.pk: r
+        for r in SyncRecord.objects.select_related(
+            "integration__customer", "pinned_version", "prepared_version"
+        ).filter(pk__in=ids, status=S.PROCESSING, lease_token=token)
+    }
+    records = [found[pk] for pk in ids if pk in found]
+    if integration is not None:
+        for record in records:
+            record.integration = integration
+    return records
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,32 +212,120 @@ def process_record(
     record_id: int, *, token: str, integration: Integration | None = None, published: Any = _LOOK_UP
 ) -> str | None:
     """Take one leased record one step further. Returns its new status (None if not ours)."""
-    record = (
-        SyncRecord.objects.select_related("integration__customer", "pinned_version", "prepared_version")
-        .filter(pk=record_id, status=S.PROCESSING, lease_token=token)
-        .first()
-    )
-    if record is None:
+    records = _load_leased([record_id], token, integration)
+    if not records:
         return None  # the lease expired and another worker has it
-    if integration is not None:
-        record.integration = integration
-    with structlog.contextvars.bound_contextvars(record_id=record_id, integration_id=record.integration_id):
-        started = time.monotonic()
-        try:
-            step = _decide_and_deliver(record, published)
-        except Exception as exc:  # a bug must not lose the record or loop it forever
-            log.exception("internal error processing record")
-            step = _failure(record, rp.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"[:500], None)
-            step.counts_as_failure = True
-        step.duration_ms = step.duration_ms or int((time.monotonic() - started) * 1000)
-        _finish(record, step, token)
-        log.info(
-            "record step finished",
-            status=step.status,
-            error_class=step.error_class,
-            duration_ms=step.duration_ms,
-        )
+    record = records[0]
+    batch = _Batch(record.integration, token, records)
+    step = batch.step(record, published)
+    batch.flush()
     return step.status
+
+
+def _nothing() -> None:
+    return None
+
+
+class _ChunkView:
+    """What a chunk's decisions read about their own source records, fetched once for the chunk:
+    the links (destination id, newest delivered "updated at") and the newest "updated at" of
+    every live version of each source id. The chunk's records hold the leases on these source
+    ids, so no other worker changes them meanwhile."""
+
+    def __init__(self, integration_id: int, records: list[SyncRecord]) -> None:
+        self.integration_id = integration_id
+        wanted = {r.source_id for r in records if r.source_id} | {
+            entity_key(r.source_id, r.group_key) for r in records if r.group_key
+        }
+        self.links: dict[str, dict[str, Any]] = {}
+        if wanted:
+            self.links = {
+                row["source_id"]: row
+                for row in RecordLink.objects.filter(integration_id=integration_id, source_id__in=wanted).values(
+                    "source_id", "destination_id", "last_source_updated_at"
+                )
+            }
+        self.known = wanted
+        dated = {r.source_id for r in records if r.source_id and r.source_updated_at is not None}
+        self.newest: dict[str, datetime] = {}
+        if dated:
+            self.newest = dict(
+                SyncRecord.objects.filter(integration_id=integration_id, source_id__in=dated)
+                .exclude(status__in=(S.SKIPPED, S.REJECTED))
+                .order_by()
+                .values("source_id")
+                .annotate(newest=Max("source_updated_at"))
+                .values_list("source_id", "newest")
+            )
+        self.newest_known = dated
+        self.settle: Callable[[], None] = _nothing  # the batch writes what it holds before a cross-record read
+
+    def link(self, source_id: str) -> dict[str, Any]:
+        """The link's values ({} when the source id has none yet)."""
+        if source_id not in self.known:
+            row = (
+                RecordLink.objects.filter(integration_id=self.integration_id, source_id=source_id)
+                .values("source_id", "destination_id", "last_source_updated_at")
+                .first()
+            )
+            if row:
+                self.links[source_id] = row
+            self.known.add(source_id)
+        return self.links.get(source_id) or {}
+
+    def has_newer(self, source_id: str, than: datetime) -> bool:
+        if source_id not in self.newest_known:
+            return True  # not fetched for this id: let the caller ask the database
+        newest = self.newest.get(source_id)
+        return newest is not None and newest > than
+
+
+class _Batch:
+    """Steps of one chunk, decided and delivered one by one, written in one short transaction
+    per ``flush``: a few statements for the lot instead of a dozen per record. A step waits in
+    memory at most ``FLUSH_EVERY`` records or ``FLUSH_SECONDS``; a worker killed meanwhile loses
+    only those attempt rows: the records stay leased, the sweeper hands them on, and the
+    retry goes out with the same idempotency key, so the partner does not create them twice."""
+
+    FLUSH_EVERY = 50
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self, integration: Integration, token: str, records: list[SyncRecord]) -> None:
+        self.integration = integration
+        self.token = token
+        self.records = records
+        self.view = _ChunkView(integration.pk, records)
+        self.view.settle = self.flush
+        self.pending: list[tuple[SyncRecord, Step]] = []
+        self.oldest = 0.0
+
+    def step(self, record: SyncRecord, published: Any) -> Step:
+        with structlog.contextvars.bound_contextvars(record_id=record.pk, integration_id=record.integration_id):
+            started = time.monotonic()
+            try:
+                step = _decide_and_deliver(record, published, self.view)
+            except Exception as exc:  # a bug must not lose the record or loop it forever
+                log.exception("internal error processing record")
+                step = _failure(record, rp.INTERNAL, f"Internal error: {type(exc).__name__}: {exc}"[:500], None)
+                step.counts_as_failure = True
+            step.duration_ms = step.duration_ms or int((time.monotonic() - started) * 1000)
+            log.info(
+                "record step finished",
+                status=step.status,
+                error_class=step.error_class,
+                duration_ms=step.duration_ms,
+            )
+        if not self.pending:
+            self.oldest = time.monotonic()
+        self.pending.append((record, step))
+        if len(self.pending) >= self.FLUSH_EVERY or time.monotonic() - self.oldest >= self.FLUSH_SECONDS:
+            self.flush()
+        return step
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, []
+            _finish_many(self.integration, pending, self.token)
 
 
 def _failure(record: SyncRecord, error_class: str, reason: str, retry_after: float | None) -> Step:
@@ -287,7 +397,7 @@ def _version_for(record: SyncRecord, published: Any = _LOOK_UP) -> MappingVersio
     return specs.published_version(record.integration_id)
 
 
-def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
+def _decide_and_deliver(record: SyncRecord, published: Any, view: _ChunkView) -> Step:
     integration = record.integration
     if record.prepared_body and record.prepared_version_id:
         # A retry of the same record version: resend the very same bytes with the same key.
@@ -301,6 +411,7 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
             output=None,
             trace=[],
             problems=[],
+            view=view,
         )
 
     version = _version_for(record, published)
@@ -336,16 +447,10 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
     entity = entity_key(source_id, record.group_key)
     # One read of the record's own link serves both the staleness check and the create-or-update
     # choice below (the same row, unless the record feeds a merged group).
-    own_link: dict[str, Any] | None = None
-    if record.source_updated_at is not None or entity == source_id:
-        own_link = (
-            RecordLink.objects.filter(integration_id=integration.pk, source_id=source_id)
-            .values("destination_id", "last_source_updated_at")
-            .first()
-        ) or {}
+    own_link = view.link(source_id)
 
     # Newest "updated at" wins: an older event that arrives late is skipped, not delivered.
-    stale = _stale_reason(record, source_id, own_link)
+    stale = _stale_reason(record, source_id, own_link, view)
     if stale:
         return Step(
             outcome=SyncAttempt.Outcome.SKIPPED, status=S.SKIPPED, version=version, error_class=rp.STALE, reason=stale
@@ -374,17 +479,12 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
         )
     spec = ruling.spec or spec
 
-    if entity == source_id and own_link is not None:
-        link_row: dict[str, Any] | None = own_link
-    else:
-        link_row = (
-            RecordLink.objects.filter(integration_id=integration.pk, source_id=entity).values("destination_id").first()
-        )
-    destination_id = (link_row or {}).get("destination_id") or ""
+    destination_id = view.link(entity).get("destination_id") or ""
     parent_destination_id = None
     parent = mapping.parent_link(spec)
     parent_id = meta.parent_id
     if parent is not None and parent_id:
+        view.settle()  # a parent delivered earlier in this chunk must be findable
         parent_destination_id = _parent_destination(record, parent, parent_id)
         if parent_destination_id is None:
             return _waiting_for_parent(record, version, ruling.fired, parent_id, parent)
@@ -417,6 +517,7 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
     if spec.duplicates != NO_DUPLICATE_CHECKS:
         keys = mapping.match_keys(spec, record.payload)
         if not destination_id and keys:
+            view.settle()  # a duplicate delivered earlier in this chunk must be findable
             findings = mapping.find_duplicates(spec, keys, _duplicate_candidates(integration.pk, entity, keys))
             match = next((f for f in findings if f.kind == "match"), None)
             likely = next((f for f in findings if f.kind == "likely"), None)
@@ -460,6 +561,7 @@ def _decide_and_deliver(record: SyncRecord, published: Any = _LOOK_UP) -> Step:
         problems=out.get("problems", []),
         destination_id=destination_id or None,
         entity=entity,
+        view=view,
     )
     step.prepared = (body.decode(), operation, key)
     step.source_id = source_id
@@ -546,17 +648,14 @@ def _deliver(
     output: Any,
     trace: list[Any],
     problems: list[Any],
+    view: _ChunkView,
     destination_id: str | None = None,
     entity: str | None = None,
 ) -> Step:
     integration = record.integration
     entity = entity or entity_key(record.source_id, record.group_key)
     if operation == "update" and destination_id is None:
-        destination_id = (
-            RecordLink.objects.filter(integration_id=integration.pk, source_id=entity)
-            .values_list("destination_id", flat=True)
-            .first()
-        ) or None
+        destination_id = view.link(entity).get("destination_id") or None
     transport = transports.get(integration.destination_kind)
     request = DeliveryRequest(
         operation=operation,  # type: ignore[arg-type]
@@ -638,22 +737,18 @@ def _waiting_for_parent(
     )
 
 
-def _stale_reason(record: SyncRecord, source_id: str, link: dict[str, Any] | None = None) -> str:
-    """``link``: the source id's RecordLink values when the caller has read them already."""
+def _stale_reason(record: SyncRecord, source_id: str, link: dict[str, Any], view: _ChunkView) -> str:
+    """``link``: the source id's RecordLink values ({} if it has none)."""
     if record.source_updated_at is None:
         return ""
-    if link is None:
-        link = (
-            RecordLink.objects.filter(integration_id=record.integration_id, source_id=source_id)
-            .values("last_source_updated_at")
-            .first()
-        )
-    delivered = (link or {}).get("last_source_updated_at")
+    delivered = link.get("last_source_updated_at")
     if delivered and record.source_updated_at < delivered:
         return (
             f"Skipped as stale: this version was updated at {record.source_updated_at:%Y-%m-%d %H:%M:%S}, "
             f"but a newer one (updated at {delivered:%Y-%m-%d %H:%M:%S}) was already delivered"
         )
+    if not view.has_newer(source_id, record.source_updated_at):
+        return ""
     newer = (
         SyncRecord.objects.filter(
             integration_id=record.integration_id,
@@ -708,157 +803,263 @@ def _short(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _finish(record: SyncRecord, step: Step, token: str) -> None:
-    now = timezone.now()
-    integration = record.integration
-    if step.next_attempt_at is not None and not record.window_override:
-        # A scheduled integration retries inside its window too (unless support released it now).
-        step.next_attempt_at = next_delivery_time(integration, step.next_attempt_at)
-    with transaction.atomic():
-        updates: dict[str, Any] = {
-            "status": step.status,
-            "attempt_count": F("attempt_count") + 1,
-            "last_error_class": step.error_class,
-            "last_reason": step.reason[:2000],
-            "lease_until": None,
-            "lease_token": "",
-            "requested_by": None,
-            "next_attempt_at": step.next_attempt_at,
-        }
-        if step.counts_as_failure:
-            updates["failure_count"] = F("failure_count") + 1
-        if step.prepared and step.status == S.RETRYING:
-            body, operation, key = step.prepared
-            updates.update(
-                prepared_body=body,
-                prepared_operation=operation,
-                idempotency_key=key,
-                prepared_version=step.version,
-                prepared_rules=step.rules,
-            )
-        elif not step.keep_prepared:
-            updates.update(prepared_body="", prepared_operation="", prepared_version=None, prepared_rules=[])
-            if step.idempotency_key:
-                updates["idempotency_key"] = step.idempotency_key
-        if step.status == S.DELIVERED:
-            updates.update(
-                destination_id=step.destination_id,
-                delivered_at=now,
-                failure_count=0,
-                prepared_body="",
-                prepared_operation="",
-                prepared_version=None,
-                prepared_rules=[],
-                pinned_version=None,
-            )
-        if step.status in (S.REVIEW, S.REJECTED, S.SKIPPED):
-            updates["failure_count"] = F("failure_count") + (1 if step.counts_as_failure else 0)
-        # Still ours? If the lease expired and someone else took the record, our result is
-        # still a true attempt, but the other worker now owns the record's state. The guarded
-        # UPDATE both checks and writes (one statement; it locks the row as before).
-        owned = SyncRecord.objects.filter(pk=record.pk, lease_token=token, status=S.PROCESSING).update(**updates)
-        number = record.attempt_count + 1
-        if not owned:
-            number = (SyncAttempt.objects.filter(record_id=record.pk).count()) + 1
-        attempt = SyncAttempt(
-            record_id=record.pk,
-            number=number,
-            mapping_version=step.version,
-            rules_applied=step.rules,
-            started_at=now - timedelta(milliseconds=step.duration_ms),
-            duration_ms=step.duration_ms,
-            operation=step.operation,
-            request=step.request,
-            response_status=step.response_status,
-            response_body=step.response_body,
-            error_class=step.error_class,
-            reason=step.reason,
-            outcome=step.outcome,
-            idempotency_key=step.idempotency_key,
-            output=step.output,
-            trace=step.trace,
-            problems=step.problems,
-            acting_user_id=record.requested_by_id,
-        )
-        if owned:
-            # Ours, so no other worker can be writing this record's next attempt number.
-            attempt.save()
-        else:
-            try:
-                with transaction.atomic():
-                    attempt.save()
-            except IntegrityError:
-                attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
-                attempt.save()
-            return
+_KEEP = object()  # in ``_update_rows``: leave this row's column as it is
 
+
+@dataclass(frozen=True)
+class _Add:
+    """In ``_update_rows``: the column's current value plus ``n`` (counters)."""
+
+    n: int
+
+
+def _record_updates(step: Step, now: datetime) -> dict[str, Any]:
+    """The record's new state after this step (column names as stored: ``…_id`` for links)."""
+    updates: dict[str, Any] = {
+        "status": step.status,
+        "attempt_count": _Add(1),
+        "last_error_class": step.error_class,
+        "last_reason": step.reason[:2000],
+        "lease_until": None,
+        "lease_token": "",
+        "requested_by_id": None,
+        "next_attempt_at": step.next_attempt_at,
+    }
+    cleared = {"prepared_body": "", "prepared_operation": "", "prepared_version_id": None, "prepared_rules": []}
+    if step.counts_as_failure:
+        updates["failure_count"] = _Add(1)
+    if step.prepared and step.status == S.RETRYING:
+        body, operation, key = step.prepared
+        updates.update(
+            prepared_body=body,
+            prepared_operation=operation,
+            idempotency_key=key,
+            prepared_version_id=step.version.pk if step.version else None,
+            prepared_rules=step.rules,
+        )
+    elif not step.keep_prepared:
+        updates.update(cleared)
+        if step.idempotency_key:
+            updates["idempotency_key"] = step.idempotency_key
+    if step.status == S.DELIVERED:
+        updates.update(
+            cleared,
+            destination_id=step.destination_id,
+            delivered_at=now,
+            failure_count=0,
+            pinned_version_id=None,
+        )
+    return updates
+
+
+def _update_rows(model: Any, key: str, rows: dict[Any, dict[str, Any]], **where: Any) -> int:
+    """One UPDATE that gives each row (found by ``key``, within ``where``) its own values. A
+    column every row gets the same value for is set plainly; one that differs is set by
+    ``CASE key WHEN … THEN … ELSE column END`` (a row that does not name it keeps its value).
+    Plain SQL: Django's Case/When costs ~0.5 ms per row to build. Returns the rows changed."""
+    if not rows:
+        return 0
+    qn = connection.ops.quote_name
+    meta = model._meta
+    key_column = qn(meta.get_field(key).column)
+    names: dict[str, None] = {}
+    for values in rows.values():
+        names.update(dict.fromkeys(values))
+    assignments: list[str] = []
+    params: list[Any] = []
+
+    def value_sql(field: Any, column: str, value: Any) -> str:
+        if isinstance(value, _Add):
+            params.append(value.n)
+            return f"{column} + %s"
+        params.append(field.get_db_prep_save(value, connection))
+        return "%s"
+
+    for name in names:
+        field = meta.get_field(name)
+        column = qn(field.column)
+        values = [row.get(name, _KEEP) for row in rows.values()]
+        first = values[0]
+        if first is not _KEEP and all(v is not _KEEP and type(v) is type(first) and v == first for v in values):
+            assignments.append(f"{column} = {value_sql(field, column, first)}")
+            continue
+        whens = []
+        for k, value in zip(rows, values, strict=True):
+            if value is not _KEEP:
+                params.append(k)
+                whens.append(f"WHEN %s THEN {value_sql(field, column, value)}")
+        assignments.append(f"{column} = CASE {key_column} {' '.join(whens)} ELSE {column} END")
+    conditions = [f"{key_column} IN ({', '.join(['%s'] * len(rows))})"]
+    params.extend(rows)
+    for name, value in where.items():
+        field = meta.get_field(name)
+        conditions.append(f"{qn(field.column)} = %s")
+        params.append(field.get_db_prep_value(value, connection))
+    # Only quoted column names from the model are formatted in; every value is a parameter.
+    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _finish_many(integration: Integration, pending: list[tuple[SyncRecord, Step]], token: str) -> None:
+    """Write the outcome of several steps in one short transaction: each record's new state, its
+    attempt row, its link and its review item, in a few statements for the lot."""
+    now = timezone.now()
+    for record, step in pending:
+        if step.next_attempt_at is not None and not record.window_override:
+            # A scheduled integration retries inside its window too (unless support released it now).
+            step.next_attempt_at = next_delivery_time(integration, step.next_attempt_at)
+    by_id = {record.pk: (record, step) for record, step in pending}
+    with transaction.atomic():
+        # Still ours? If a lease expired and someone else took the record, our result is still a
+        # true attempt, but the other worker now owns the record's state.
+        owned = set(
+            SyncRecord.objects.select_for_update()
+            .filter(pk__in=list(by_id), lease_token=token, status=S.PROCESSING)
+            .values_list("pk", flat=True)
+        )
+        _update_rows(SyncRecord, "id", {pk: _record_updates(by_id[pk][1], now) for pk in by_id if pk in owned})
+        # Ours, so no other worker can be writing these records' next attempt numbers.
+        SyncAttempt.objects.bulk_create(
+            [_attempt(record, step, record.attempt_count + 1, now) for record, step in pending if record.pk in owned]
+        )
+        for record, step in pending:
+            if record.pk not in owned:
+                _record_late_attempt(record, step, now)
+        ours = [(record, step) for record, step in pending if record.pk in owned]
+        _write_links(integration, ours, token, now)
+        _write_review_items(ours, now)
+
+        fired = [f for _, step in ours for f in step.rules]
+        if fired:
+            rules_service.count_fired(fired, now)
+        parents: list[str] = []
+        wake_soon = False
+        for record, step in ours:
+            if step.status == S.DELIVERED:
+                health.note_delivered(integration, now)
+                if step.extra_delivered:
+                    _mark_group_delivered(step.extra_delivered, step, now)
+                if step.wake_children:
+                    parents += [step.source_id or record.source_id, record.group_key]
+            elif step.error_class:
+                health.note_failure(integration, step.error_class, step.reason, now)
+                if step.status == S.REVIEW and step.error_class in rp.TRANSIENT:
+                    health.note_gave_up(integration, record.pk, step.reason)
+            # Due soon: ask for a worker now; far away: the sweeper will find it.
+            due_soon = step.next_attempt_at is not None and step.next_attempt_at - now <= timedelta(seconds=2)
+            wake_soon = wake_soon or (step.status in (S.RETRYING, S.WAITING_PARENT) and due_soon)
+        if parents:
+            _wake_children(now, *parents)
+        if wake_soon:
+            queue.wake_after_commit(integration.pk)
+
+
+def _attempt(record: SyncRecord, step: Step, number: int, now: datetime) -> SyncAttempt:
+    return SyncAttempt(
+        record_id=record.pk,
+        number=number,
+        mapping_version=step.version,
+        rules_applied=step.rules,
+        started_at=now - timedelta(milliseconds=step.duration_ms),
+        duration_ms=step.duration_ms,
+        operation=step.operation,
+        request=step.request,
+        response_status=step.response_status,
+        response_body=step.response_body,
+        error_class=step.error_class,
+        reason=step.reason,
+        outcome=step.outcome,
+        idempotency_key=step.idempotency_key,
+        output=step.output,
+        trace=step.trace,
+        problems=step.problems,
+        acting_user_id=record.requested_by_id,
+    )
+
+
+def _record_late_attempt(record: SyncRecord, step: Step, now: datetime) -> None:
+    """A step whose lease expired meanwhile: keep the attempt, numbered after what is there."""
+    attempt = _attempt(record, step, SyncAttempt.objects.filter(record_id=record.pk).count() + 1, now)
+    try:
+        with transaction.atomic():
+            attempt.save()
+    except IntegrityError:
+        attempt.number = SyncAttempt.objects.filter(record_id=record.pk).count() + 1
+        attempt.save()
+
+
+def _write_links(integration: Integration, ours: list[tuple[SyncRecord, Step]], token: str, now: datetime) -> None:
+    """Release the source leases and write where each delivered record now lives."""
+    release: list[str] = []
+    delivered: dict[str, dict[str, Any]] = {}
+    for record, step in ours:
         claimed = entity_key(record.source_id, record.group_key)  # what claim_due leased
-        delivered_here = step.status == S.DELIVERED and (step.entity or claimed) == claimed
-        if not delivered_here:  # (a delivery to the claimed link releases it in the same UPDATE)
-            RecordLink.objects.filter(integration_id=integration.pk, source_id=claimed, lease_token=token).update(
-                lease_until=None, lease_token=""
-            )
-        had_attempts = record.attempt_count > 0  # a first attempt has no review item to close
+        linked = step.entity or claimed
+        if step.status != S.DELIVERED or linked != claimed:
+            release.append(claimed)
         if step.status == S.DELIVERED:
-            link_fields: dict[str, Any] = {
+            fields: dict[str, Any] = {
                 "destination_id": step.destination_id,
-                "last_version": step.version,
+                "last_version_id": step.version.pk if step.version else None,
                 "last_record_id": record.pk,
                 "last_delivered_at": now,
             }
             if record.source_updated_at:
-                link_fields["last_source_updated_at"] = record.source_updated_at
+                fields["last_source_updated_at"] = record.source_updated_at
             if step.match_keys:
-                link_fields["match_keys"] = step.match_keys
-            # claim_due made this row, so a plain UPDATE finds it (update_or_create would add a
-            # savepoint and a SELECT … FOR UPDATE); create it only if it has gone meanwhile.
-            linked = step.entity or claimed
-            release = {"lease_until": None, "lease_token": ""} if delivered_here else {}
-            if not RecordLink.objects.filter(integration_id=integration.pk, source_id=linked).update(
-                **link_fields, **release
-            ):
+                fields["match_keys"] = step.match_keys
+            if linked == claimed:  # the delivering UPDATE releases the lease too
+                fields.update(lease_until=None, lease_token="")
+            delivered[linked] = fields
+    if release:
+        RecordLink.objects.filter(integration_id=integration.pk, source_id__in=release, lease_token=token).update(
+            lease_until=None, lease_token=""
+        )
+    # claim_due made these rows, so one UPDATE finds them; a row gone meanwhile is made again.
+    if _update_rows(RecordLink, "source_id", delivered, integration_id=integration.pk) < len(delivered):
+        links = RecordLink.objects.filter(integration_id=integration.pk)
+        present = set(links.filter(source_id__in=list(delivered)).values_list("source_id", flat=True))
+        for source_id, fields in delivered.items():
+            if source_id not in present:
                 RecordLink.objects.update_or_create(
-                    integration_id=integration.pk, source_id=linked, defaults=link_fields
+                    integration_id=integration.pk,
+                    source_id=source_id,
+                    defaults={k: v for k, v in fields.items() if k not in ("lease_until", "lease_token")},
                 )
-            if had_attempts:
-                ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
-                    status=ReviewItem.Status.RESOLVED,
-                    resolved_at=now,
-                    resolution_note="Resolved automatically: a later attempt delivered the record.",
-                )
-            if step.extra_delivered:
-                _mark_group_delivered(step.extra_delivered, step, now)
+
+
+def _write_review_items(ours: list[tuple[SyncRecord, Step]], now: datetime) -> None:
+    """Close what a delivery or a newer problem supersedes; open an item per new problem. A
+    record on its first attempt has no item to close."""
+    closing: dict[str, list[int]] = {}
+    opened: list[ReviewItem] = []
+    for record, step in ours:
+        had_attempts = record.attempt_count > 0
+        if had_attempts and step.status == S.DELIVERED:
+            closing.setdefault("Resolved automatically: a later attempt delivered the record.", []).append(record.pk)
         if step.review:
             code, text, group, details = step.review
             if had_attempts:
-                ReviewItem.objects.filter(record_id=record.pk, status=ReviewItem.Status.OPEN).update(
-                    status=ReviewItem.Status.RESOLVED,
-                    resolved_at=now,
-                    resolution_note="Superseded by a newer review item for the same record.",
+                closing.setdefault("Superseded by a newer review item for the same record.", []).append(record.pk)
+            opened.append(
+                ReviewItem(
+                    record_id=record.pk,
+                    reason_code=code[:60],
+                    reason_text=text,
+                    group_key=group[:300],
+                    mapping_version=step.version,
+                    rule_id=step.review_rule_id,
+                    details=details,
                 )
-            ReviewItem.objects.create(
-                record_id=record.pk,
-                reason_code=code[:60],
-                reason_text=text,
-                group_key=group[:300],
-                mapping_version=step.version,
-                rule_id=step.review_rule_id,
-                details=details,
             )
-        if step.rules:
-            rules_service.count_fired(step.rules, now)
-        if step.status == S.DELIVERED:
-            health.note_delivered(integration, now)
-        elif step.error_class:
-            health.note_failure(integration, step.error_class, step.reason, now)
-            if step.status == S.REVIEW and step.error_class in rp.TRANSIENT:
-                health.note_gave_up(integration, record.pk, step.reason)
-        if step.status == S.DELIVERED and step.wake_children:
-            _wake_children(now, step.source_id or record.source_id, record.group_key)
-        # Due soon: ask for a worker now; far away: the sweeper will find it.
-        due_soon = step.next_attempt_at is not None and step.next_attempt_at - now <= timedelta(seconds=2)
-        if step.status in (S.RETRYING, S.WAITING_PARENT) and due_soon:
-            queue.wake_after_commit(integration.pk)
+    for note, record_ids in closing.items():
+        ReviewItem.objects.filter(record_id__in=record_ids, status=ReviewItem.Status.OPEN).update(
+            status=ReviewItem.Status.RESOLVED, resolved_at=now, resolution_note=note
+        )
+    if opened:
+        ReviewItem.objects.bulk_create(opened)
 
 
 def _mark_group_delivered(record_ids: list[int], step: Step, now: datetime) -> None:
