@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -55,11 +57,11 @@ def _encode(value: JSONValue, out: list[str], sort_keys: bool) -> None:
         out.append(float.__repr__(value))
     elif isinstance(value, dict):
         out.append("{")
-        items = sorted(value.items(), key=lambda kv: str(kv[0])) if sort_keys else value.items()
+        items = _sorted_items(value) if sort_keys else value.items()
         for i, (key, item) in enumerate(items):
             if i:
                 out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(json.dumps(_key_text(key), ensure_ascii=False))
             out.append(":")
             _encode(item, out, sort_keys)
         out.append("}")
@@ -74,11 +76,66 @@ def _encode(value: JSONValue, out: list[str], sort_keys: bool) -> None:
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def dumps(value: JSONValue, *, sort_keys: bool = False) -> str:
-    """Compact JSON text; Decimals are written as numbers with their exact digits."""
+def _key_text(key: Any) -> str:
+    """An object key as the standard encoder writes it (true/false/null for those keys)."""
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float):
+        return float.__repr__(key)
+    return str(key)
+
+
+def _sorted_items(value: dict[Any, Any]) -> list[tuple[Any, Any]]:
+    """Keys in their own order (as the standard encoder sorts), or by their text when mixed."""
+    try:
+        return sorted(value.items(), key=lambda kv: kv[0])
+    except TypeError:
+        return sorted(value.items(), key=lambda kv: _key_text(kv[0]))
+
+
+def dumps_reference(value: JSONValue, *, sort_keys: bool = False) -> str:
+    """``dumps`` written out in Python, one value at a time: the definition ``dumps`` must match."""
     out: list[str] = []
     _encode(value, out, sort_keys)
     return "".join(out)
+
+
+# A Decimal goes through the C encoder as a marked string, then the quotes come off. The marker
+# starts with U+0000, which the encoder writes as "\u0000", so no real string can hold it.
+_MARK = "\x00" + secrets.token_hex(8) + ":"
+_MARKED = re.compile(re.escape(json.dumps(_MARK)[:-1]) + r'([-+.0-9Ee]+)"')
+_MARKED_PREFIX = json.dumps(_MARK)[1:-1]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be written as JSON")
+        return _MARK + str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: JSONValue, *, sort_keys: bool = False) -> str:
+    """Compact JSON text; Decimals are written as numbers with their exact digits.
+
+    The standard library's C encoder does the work (it already writes ints of any size
+    exactly); keys it cannot sort or write fall back to ``dumps_reference``, which defines the
+    output."""
+    try:
+        text = json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys, default=_default
+        )
+    except TypeError:  # a key the C encoder refuses (a tuple), or keys of mixed types to sort
+        return dumps_reference(value, sort_keys=sort_keys)
+    except ValueError:
+        return dumps_reference(value, sort_keys=sort_keys)  # raises with the exact reason
+    if _MARKED_PREFIX in text:
+        text = _MARKED.sub(r"\1", text)
+    return text
 
 
 class ExactJSONEncoder(json.JSONEncoder):

@@ -1,0 +1,59 @@
+"""exactjson: the fast encoder writes exactly what the reference encoder writes, digits kept."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from integrations.engine import exactjson
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+keys = st.text() | st.integers() | st.booleans() | st.none() | st.floats(allow_nan=False)
+values = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(keys, inner), max_leaves=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values, st.booleans())
+def test_dumps_matches_the_reference_encoder(value, sort_keys):
+    assert exactjson.dumps(value, sort_keys=sort_keys) == exactjson.dumps_reference(value, sort_keys=sort_keys)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=30))
+def test_what_it_writes_reads_back_to_the_same_value(value):
+    again = exactjson.loads(exactjson.dumps(value))
+    assert exactjson.dumps(again) == exactjson.dumps(exactjson.loads(exactjson.dumps_reference(value)))
+
+
+def test_money_and_big_ids_keep_every_digit():
+    value = {"total": Decimal("49.00"), "tiny": Decimal("-1E-7"), "id": 6569096478909123456789, "f": 0.1}
+    assert exactjson.dumps(value) == '{"total":49.00,"tiny":-1E-7,"id":6569096478909123456789,"f":0.1}'
+    assert exactjson.loads(exactjson.dumps(value)) == {**value, "f": Decimal("0.1")}  # floats read back exact
+
+
+def test_a_string_that_looks_like_the_decimal_marker_stays_a_string():
+    text = "\\u0000abc:12"
+    assert exactjson.loads(exactjson.dumps({"a": text, "b": Decimal("1.5")})) == {"a": text, "b": Decimal("1.5")}
+    assert json.loads(exactjson.dumps(["\x00x:1"])) == ["\x00x:1"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), Decimal("NaN"), Decimal("-Infinity")])
+def test_numbers_json_cannot_hold_are_refused(bad):
+    with pytest.raises(ValueError, match="cannot be written as JSON"):
+        exactjson.dumps({"x": [bad]})
+
+
+def test_values_json_cannot_hold_are_refused():
+    with pytest.raises(TypeError, match="set is not JSON serialisable"):
+        exactjson.dumps({"x": {1, 2}})
