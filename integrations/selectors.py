@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Max, Min, Q
+from django.db import connections
+from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
 from integrations.models import (
@@ -646,40 +647,127 @@ def cause_label(group_key: str, reason_code: str, count: int | None = None) -> s
     return f"{text} × {count}" if count is not None else text
 
 
-def review_groups(filters: ReviewFilters, *, group_by: str = "cause") -> list[dict[str, Any]]:
-    """Open items grouped by cause (group_key), by mapping version, or by rule, biggest first.
-    Two or three queries: the grouping (review_open_group_idx for causes), then the names."""
-    qs = _open_items(filters)
+def _converted(value: Any, field_name: str, connection: Any) -> Any:
+    """A value from raw SQL as the ORM would hand it back (SQLite returns datetimes as text)."""
+    col = ReviewItem._meta.get_field(field_name).get_col(ReviewItem._meta.db_table)
+    for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+        value = convert(value, col, connection)
+    return value
+
+
+GROUP_LIMIT = 200
+# The outer half of the grouping (the inner half is the ORM query of ``_group_rows``): the same
+# aggregates and order as one ORM grouping would give — biggest first, then by group (NULL
+# where the database sorts it), at most GROUP_LIMIT groups — plus the queue's counts over all
+# groups as window sums (computed before the LIMIT).
+_GROUPS_SQL = """
+SELECT s.group_value, SUM(s.item_count), MIN(s.oldest), MIN(s.code_min), MIN(s.sample_min),
+       MAX(s.version_ref), MAX(s.rule_ref), MIN(v.integration_id), COUNT(DISTINCT v.integration_id),
+       SUM(s.unassigned_count),
+       SUM(SUM(s.item_count)) OVER (), SUM(SUM(s.unassigned_count)) OVER (), SUM(SUM(s.mine_count)) OVER ()
+FROM ({inner}) s LEFT JOIN {versions} v ON v.id = s.version_ref
+GROUP BY s.group_value
+ORDER BY 2 DESC, 1 ASC
+LIMIT %s
+"""
+
+
+def _group_rows(
+    filters: ReviewFilters, *, group_by: str, user_id: int | None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The grouping and the queue's counts in one statement.
+
+    The inner query groups the open items by (group, mapping version): a hash aggregate over one
+    scan of the open items, with no join. The outer one folds those few rows into groups and
+    looks up each version's integration in the small mapping-version table. Joining every open
+    item to its mapping version instead (to count integrations per group) cost a nested loop
+    per item and a sorted scan: 32 ms against 15 ms at 50,000 open items. The window sums give
+    the counts over all groups, not only the first ``GROUP_LIMIT`` (open = sum of the groups'
+    items, and so on), so no second scan of the open items is needed for them."""
     name = _group_field(group_by)
-    rows = list(
-        qs.values(name)
+    inner = (
+        _open_items(filters)
+        .order_by()
+        .values(group_value=F(name), version_ref=F("mapping_version_id"))
         .annotate(
-            n=Count("id"),
-            first=Min("opened_at"),
-            code=Min("reason_code"),
-            sample=Min("reason_text"),
-            version_id=Max("mapping_version_id"),
+            item_count=Count("id"),
+            oldest=Min("opened_at"),
+            code_min=Min("reason_code"),
+            sample_min=Min("reason_text"),
             rule_ref=Max("rule_id"),
-            # Through the (small) mapping-version table, not the records table.
-            integration_id=Min("mapping_version__integration_id"),
-            integrations=Count("mapping_version__integration_id", distinct=True),
-            unassigned=Count("id", filter=Q(assignee__isnull=True)),
+            unassigned_count=Count("id", filter=Q(assignee__isnull=True)),
+            mine_count=Count("id", filter=Q(assignee_id=user_id)),
         )
-        .order_by("-n", name)[:200]
     )
+    connection = connections[inner.db]
+    inner_sql, params = inner.query.sql_with_params()
+    versions = connection.ops.quote_name(MappingVersion._meta.db_table)
+    # Only ORM-compiled SQL and a quoted table name go into the text; values stay parameters.
+    sql = _GROUPS_SQL.format(inner=inner_sql, versions=versions)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, GROUP_LIMIT])
+        fetched = cursor.fetchall()
+    rows = [
+        {
+            "key": key,
+            "n": int(n),
+            "first": _converted(first, "opened_at", connection),
+            "code": code,
+            "sample": sample,
+            "version_id": version_id,
+            "rule_ref": rule_ref,
+            "integration_id": integration_id,
+            "integrations": int(integrations),
+            "unassigned": int(unassigned),
+        }
+        for key, n, first, code, sample, version_id, rule_ref, integration_id, integrations, unassigned, *_ in fetched
+    ]
+    totals = fetched[0][-3:] if fetched else (0, 0, 0)
+    counts = {"open": int(totals[0] or 0), "unassigned": int(totals[1] or 0), "mine": int(totals[2] or 0)}
+    return rows, counts
+
+
+def review_groups(filters: ReviewFilters, *, group_by: str = "cause") -> list[dict[str, Any]]:
+    """Open items grouped by cause (group_key), by mapping version, or by rule, biggest first."""
+    return review_overview(filters, group_by=group_by, user_id=None)[0]
+
+
+def review_overview(
+    filters: ReviewFilters, *, group_by: str = "cause", user_id: int | None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The review queue's groups (as ``review_groups``) and its counts: open, unassigned and
+    assigned to ``user_id``. Two or three queries: the grouping with the counts, the mapping
+    versions with their integrations and customers, the rules if any."""
+    rows, counts = _group_rows(filters, group_by=group_by, user_id=user_id)
     version_ids = {r["version_id"] for r in rows if r["version_id"]}
-    versions = {
-        v.pk: v for v in MappingVersion.objects.filter(pk__in=version_ids).select_related("integration__customer")
-    }
+    integration_ids = {r["integration_id"] for r in rows if r["integration_id"] is not None}
+    # One query for versions and integrations: the groups' versions plus the newest version of
+    # each group's integration, which brings that integration and its customer along.
+    newest = (
+        MappingVersion.objects.filter(integration_id__in=integration_ids)
+        .order_by()
+        .values("integration_id")
+        .annotate(newest=Max("id"))
+        .values("newest")
+    )
+    fetched = (
+        list(
+            MappingVersion.objects.filter(Q(pk__in=version_ids) | Q(pk__in=newest))
+            .select_related("integration__customer")
+            .defer("spec")
+        )
+        if rows
+        else []
+    )
+    versions = {v.pk: v for v in fetched}
+    integrations = {v.integration_id: v.integration for v in fetched}
     rule_ids = {r["rule_ref"] for r in rows if r["rule_ref"]}
     rules = (
         {r.pk: r for r in ExceptionRule.objects.filter(pk__in=rule_ids).select_related("customer")} if rule_ids else {}
     )
-    integration_ids = {r["integration_id"] for r in rows}
-    integrations = {i.pk: i for i in Integration.objects.filter(pk__in=integration_ids).select_related("customer")}
     groups = []
     for row in rows:
-        key_value = row[name]
+        key_value = row["key"]
         version = versions.get(row["version_id"])
         rule = rules.get(row["rule_ref"])
         if group_by == "cause":
@@ -707,16 +795,39 @@ def review_groups(filters: ReviewFilters, *, group_by: str = "cause") -> list[di
                 "unassigned": row["unassigned"],
             }
         )
-    return groups
+    return groups, counts
 
 
-def review_counts(filters: ReviewFilters, *, user_id: int | None) -> dict[str, int]:
-    agg = _open_items(filters).aggregate(
-        open=Count("id"),
-        unassigned=Count("id", filter=Q(assignee__isnull=True)),
-        mine=Count("id", filter=Q(assignee_id=user_id)),
-    )
-    return {k: v or 0 for k, v in agg.items()}
+REVIEW_ITEM_FIELDS = (
+    "id",
+    "record_id",
+    "reason_code",
+    "reason_text",
+    "group_key",
+    "mapping_version_id",
+    "rule_id",
+    "opened_at",
+    "assignee_id",
+    "notes",
+    "status",
+    "record__id",
+    "record__source_id",
+    "record__integration_id",
+    "record__integration__id",
+    "record__integration__slug",
+    "record__integration__name",
+    "record__integration__customer_id",
+    "record__integration__sensitive_fields",
+    "record__integration__customer__id",
+    "record__integration__customer__name",
+    "record__integration__customer__slug",
+    "assignee__id",
+    "assignee__username",
+    "mapping_version__id",
+    "mapping_version__integration_id",
+    "mapping_version__number",
+    "mapping_version__status",
+)
 
 
 def review_items_page(
@@ -733,8 +844,11 @@ def review_items_page(
         when, pk = decode_cursor(cursor)
         qs = qs.filter(Q(opened_at__lt=when) | Q(opened_at=when, id__lt=pk))
     items = list(
-        qs.select_related("record__integration__customer", "assignee", "mapping_version", "rule")
-        .defer("record__payload", "record__original_payload", "record__prepared_body", "details")
+        # Only what the queue page and the API show of each item: the rest of the joined rows
+        # (payloads, encrypted secrets) would only cost loading, decrypting and parsing. No join
+        # to the item's rule (only its id is shown): each join costs planning time (~1 ms).
+        qs.select_related("record__integration__customer", "assignee", "mapping_version")
+        .only(*REVIEW_ITEM_FIELDS)
         .order_by("-opened_at", "-id")[: limit + 1]
     )
     next_cursor = None

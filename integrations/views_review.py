@@ -44,7 +44,7 @@ def _filters_from(data: Any, user: Any) -> tuple[ReviewFilterForm, selectors.Rev
 def review_queue(request: HttpRequest) -> HttpResponse:
     form, filters, group_by = _filters_from(request.GET, request.user)
     group_key = request.GET.get("group")
-    groups = selectors.review_groups(filters, group_by=group_by)
+    groups, counts = selectors.review_overview(filters, group_by=group_by, user_id=request.user.pk)
     try:
         items, next_cursor = selectors.review_items_page(
             filters,
@@ -72,6 +72,7 @@ def review_queue(request: HttpRequest) -> HttpResponse:
         item.reason_text = PayloadMasker(user=request.user, fields=item.record.integration.sensitive_fields).reason(
             item.reason_text
         )
+    perms_can = can(request)
     current_group = next((g for g in groups if g["key"] == group_key), None) if group_key is not None else None
     return render(
         request,
@@ -84,10 +85,11 @@ def review_queue(request: HttpRequest) -> HttpResponse:
             "current_group": current_group,
             "items": items,
             "next_url": next_url,
-            "counts": selectors.review_counts(filters, user_id=request.user.pk),
+            "counts": counts,
             "here": request.get_full_path(),
             "base_query": base,
-            "perms_can": can(request),
+            "perms_can": perms_can,
+            "can_act": perms_can["resend"] or perms_can["work"],
             "assignees": form.fields["assignee"].choices[3:],
         },
     )
