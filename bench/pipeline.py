@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import sys
 import time
@@ -64,26 +65,68 @@ def partner_stats(url: str) -> dict:
     return httpx.get(f"{url}/_stats", params={"log": "0"}, timeout=30).json()
 
 
-def run_workers(procs, integration, count: int, workers: int, deadline: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time these processes have used so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (other sessions' work counts too)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def run_workers(procs, integration, count: int, workers: int, deadline: float, partner_name: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from django.db.models import Max, Min
 
     from integrations.models import SyncRecord
 
     records = SyncRecord.objects.filter(integration=integration)
     started = time.perf_counter()
-    for i in range(workers):
-        procs.worker(f"worker-{workers}-{i}")
+    names = [f"worker-{workers}-{i}" for i in range(workers)]
+    for name in names:
+        procs.worker(name)
+    roles = {
+        "workers": lambda: [procs.procs[n].pid for n in names],
+        "partner": lambda: [procs.procs[partner_name].pid],
+        "postgres": postgres_pids,
+    }
+    samples: list[tuple[int, dict[str, float]]] = []
 
     def delivered() -> bool:
-        return records.filter(status="delivered").count() >= count
+        done = records.filter(status="delivered").count()
+        # CPU per role from the first delivery on (the workers' start-up is left out).
+        samples.append((done, {role: cpu_seconds(pids()) for role, pids in roles.items()}))
+        return done >= count
 
     wait_for(delivered, timeout=deadline, what=f"{count} records delivered by {workers} worker(s)", every=0.25)
     wall = time.perf_counter() - started
-    for i in range(workers):
-        procs.stop(f"worker-{workers}-{i}")
+    for name in names:
+        procs.stop(name)
     span = records.aggregate(first=Min("delivered_at"), last=Max("delivered_at"))
     steady = (span["last"] - span["first"]).total_seconds()
-    return {"wall": wall, "rate": count / wall, "steady": (count - 1) / steady if steady else float("nan")}
+    result = {"wall": wall, "rate": count / wall, "steady": (count - 1) / steady if steady else float("nan")}
+    first = next(((n, cpu) for n, cpu in samples if n > 0), None)
+    if first is not None and samples[-1][0] > first[0]:
+        last_n, last_cpu = samples[-1]
+        for role, seconds in last_cpu.items():
+            result[f"cpu_ms_{role}"] = (seconds - first[1][role]) * 1000 / (last_n - first[0])
+    return result
 
 
 def profile_drain(integration, count: int) -> str:  # type: ignore[no-untyped-def]
@@ -140,7 +183,7 @@ def main() -> int:
                 f"{workers} worker(s): stored {args.records:,} records through the ingest service in "
                 f"{time.perf_counter() - stored_at:.1f} s"
             )
-            result = run_workers(procs, hook, args.records, workers, args.deadline)
+            result = run_workers(procs, hook, args.records, workers, args.deadline, f"partner-{workers}")
             results[workers] = result
             stats = partner_stats(partner)
             per_id = stats["records_per_external_id"]
@@ -150,6 +193,13 @@ def main() -> int:
                 f"{result['rate']:,.0f} records/s; steady (first to last delivery) {result['steady']:,.0f} records/s; "
                 f"partner saw {stats['requests']:,} requests, holds {len(per_id):,} records, {twice} twice"
             )
+            cpu = {k.removeprefix("cpu_ms_"): v for k, v in result.items() if k.startswith("cpu_ms_")}
+            if cpu:
+                print(
+                    f"{workers} worker(s): CPU per delivered record (from the first delivery): "
+                    + ", ".join(f"{role} {ms:.2f} ms" for role, ms in cpu.items())
+                    + f"; {sum(cpu.values()):.2f} ms in all on {os.cpu_count()} cores"
+                )
             if len(per_id) != args.records or twice:
                 failures.append(f"{workers} worker(s): partner holds {len(per_id)} records, {twice} created twice")
         if args.profile:

@@ -154,16 +154,17 @@ def drain_integration(integration_id: int, *, max_seconds: float = 60.0, token: 
 
 def _load_leased(ids: list[int], token: str, integration: Integration | None) -> list[SyncRecord]:
     """The claimed records still leased to ``token``, in claim order (one query for a chunk)."""
-    found = {
-        r.pk: r
-        for r in SyncRecord.objects.select_related(
-            "integration__customer", "pinned_version", "prepared_version"
-        ).filter(pk__in=ids, status=S.PROCESSING, lease_token=token)
-    }
-    records = [found[pk] for pk in ids if pk in found]
-    if integration is not None:
-        for record in records:
-            record.integration = integration
+    leased = SyncRecord.objects.filter(pk__in=ids, status=S.PROCESSING, lease_token=token)
+    # The drain loop has the integration already (one row, its secrets decrypted once).
+    related = ("pinned_version", "prepared_version") + (() if integration else ("integration__customer",))
+    found = {r.pk: r for r in leased.select_related(*related)}
+    if integration is None:
+        return [found[pk] for pk in ids if pk in found]
+    records = []
+    for pk in ids:
+        if pk in found:
+            found[pk].integration = integration
+            records.append(found[pk])
     return records
 
 
@@ -1086,7 +1087,7 @@ def _mark_group_delivered(record_ids: list[int], step: Step, now: datetime) -> N
 def _wake_children(now: datetime, *parent_ids: str) -> None:
     """Children waiting for this record or its merged group (in any integration)."""
     waiting = SyncRecord.objects.filter(status=S.WAITING_PARENT, parent_source_id__in=[p for p in parent_ids if p])
-    integration_ids = set(waiting.values_list("integration_id", flat=True).distinct())
+    integration_ids = set(waiting.order_by().values_list("integration_id", flat=True).distinct())
     if integration_ids:
         waiting.update(next_attempt_at=now)
         queue.wake_after_commit(*integration_ids)

@@ -60,8 +60,11 @@ def test_a_mixed_chunk_leaves_each_record_with_its_own_outcome(partner):
     }
     assert all(r.attempt_count == 1 and r.lease_token == "" and r.lease_until is None for r in by_source.values())
     delivered = by_source["c-1"]
-    assert delivered.destination_id and delivered.delivered_at and delivered.idempotency_key
-    assert by_source["c-4"].destination_id == "" and by_source["c-4"].delivered_at is None
+    assert delivered.destination_id
+    assert delivered.delivered_at
+    assert delivered.idempotency_key
+    assert by_source["c-4"].destination_id == ""
+    assert by_source["c-4"].delivered_at is None
     assert "bronze" in by_source["c-2"].last_reason
     assert by_source["c-3"].last_error_class == "mapping_rejected"
 
@@ -72,7 +75,8 @@ def test_a_mixed_chunk_leaves_each_record_with_its_own_outcome(partner):
         "c-3": (1, "rejected"),
         "c-4": (1, "review"),
     }
-    assert attempts["c-1"].response_status == 201 and attempts["c-4"].response_status == 422
+    assert attempts["c-1"].response_status == 201
+    assert attempts["c-4"].response_status == 422
     assert attempts["c-1"].idempotency_key == delivered.idempotency_key
 
     links = {link.source_id: link for link in RecordLink.objects.filter(integration=hook)}
@@ -144,7 +148,7 @@ def test_update_rows_gives_each_row_its_own_values():
         {
             a: {"status": "delivered", "attempt_count": processing._Add(1), "destination_id": "d-1"},
             b: {"status": "delivered", "attempt_count": processing._Add(1), "destination_id": "d-2"},
-            c: {"status": "review", "last_reason": "it's \"quoted\"; DROP TABLE x", "prepared_rules": [{"id": 1}]},
+            c: {"status": "review", "last_reason": 'it\'s "quoted"; DROP TABLE x', "prepared_rules": [{"id": 1}]},
         },
         integration_id=hook.pk,
     )
@@ -158,7 +162,7 @@ def test_update_rows_gives_each_row_its_own_values():
         "kept",
     )
     assert (rows[c].status, rows[c].attempt_count, rows[c].destination_id) == ("review", 0, "")
-    assert rows[c].last_reason == "it's \"quoted\"; DROP TABLE x"
+    assert rows[c].last_reason == 'it\'s "quoted"; DROP TABLE x'
     assert rows[c].prepared_rules == [{"id": 1}]
     other = make_integration(slug="rows-other", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
     assert processing._update_rows(SyncRecord, "id", {a: {"status": "pending"}}, integration_id=other.pk) == 0
