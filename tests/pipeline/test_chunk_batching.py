@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from integrations.engine import exactjson
 from integrations.models import RecordLink, ReviewItem, SyncAttempt, SyncRecord
 from integrations.partner_sim import PartnerSim
 from integrations.services import processing
@@ -166,3 +167,26 @@ def test_update_rows_gives_each_row_its_own_values():
     assert rows[c].prepared_rules == [{"id": 1}]
     other = make_integration(slug="rows-other", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
     assert processing._update_rows(SyncRecord, "id", {a: {"status": "pending"}}, integration_id=other.pk) == 0
+
+
+def test_attempt_rows_keep_exact_numbers_text_and_nulls(partner):
+    spec = {
+        **CONTACT_SPEC,
+        "fields": [*CONTACT_SPEC["fields"], {"name": "score", "source": "score"}, {"name": "total", "source": "total"}],
+    }
+    hook = make_integration(slug="exact", partner_url=partner.url, spec=spec)
+    body = exactjson.loads(
+        '{"id": "x-1", "score": 123456789012345678901234567890, "total": 49.00, "first_name": "Zoë\\t\\\\N"}'
+    )
+    ingest(hook, body, contact(2, email="not an email"))
+    assert processing.drain_integration(hook.pk, max_seconds=30) == 2
+    delivered = SyncAttempt.objects.get(record__source_id="x-1")
+    assert delivered.output["score"] == 123456789012345678901234567890
+    assert exactjson.dumps(delivered.output["total"]) == "49.00"
+    assert delivered.output["first_name"] == "Zoë\t\\N"
+    assert delivered.request["headers"]["Idempotency-Key"] == delivered.idempotency_key
+    assert delivered.response_status == 201
+    review = SyncAttempt.objects.get(record__source_id="c-2")
+    assert (review.output is None, review.response_status, review.operation) == (False, None, "")
+    assert review.problems
+    assert review.problems[0]["field"] == "email"
