@@ -19,6 +19,7 @@ a forking worker must never share the parent's sockets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -167,7 +168,9 @@ def close_shared_client() -> None:
 # --- redaction ----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
+    """Cached: the same header and field names come by on every request."""
     lowered = name.lower()
     if lowered in _ALWAYS_SECRET_HEADERS:
         return True
