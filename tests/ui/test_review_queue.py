@@ -170,3 +170,10 @@ def test_review_pages_stay_within_the_query_target(queue, clients, url, django_a
     with CaptureQueriesContext(connection) as many:
         client.get(url)
     assert len(few) == len(many)
+
+
+def test_the_pager_names_the_page_size_it_moves_by(queue, clients):
+    make_records(queue["shop"], queue["shop_v1"], 40, start=500)  # 24 + 40 open: more than a page
+    page = clients["support"].get("/review/").content.decode()
+    assert "Next 50 »" in page
+    assert "Next 100" not in page
