@@ -153,6 +153,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="concurrent client threads")
     parser.add_argument("--seconds", type=float, default=20.0, help="time limit per measured phase")
     parser.add_argument("--batches", type=int, default=60, help="1,000-record requests (at most)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
@@ -165,10 +166,10 @@ def main() -> int:
     run = uuid.uuid4().hex[:6]
     failures: list[str] = []
     with processes(env) as procs:
-        base = procs.gunicorn(workers=2)
+        base = procs.gunicorn(workers=args.workers)
         port = int(base.rsplit(":", 1)[1])
         hook = make_integration("bench-ingest", "http://127.0.0.1:9", CONTACT_SPEC)
-        print(f"gunicorn: 2 sync workers at {base}, CONN_MAX_AGE={settings.CONN_MAX_AGE}")
+        print(f"gunicorn: {args.workers} sync workers at {base}, CONN_MAX_AGE={settings.CONN_MAX_AGE}")
 
         baseline = insert_baseline(env["DATABASE_URL"], args.requests, 5.0)
         print(f"baseline: single-row INSERT + commit, 1 connection: {baseline:,.0f} rows/s")
