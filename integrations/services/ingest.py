@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -552,7 +553,12 @@ class ImportWriter:
     is stored and the second counted as already known — and, as with ingest_items in chunks, a
     row repeating a key of an earlier row of the same chunk is dropped without being counted.
     The published version is read again after every flush (a publish applies from the next
-    flush on), and the integration's state (held if paused, the delivery window) at each flush."""
+    flush on), and the integration's state (held if paused, the delivery window) at each flush.
+
+    Outside a transaction the flushes run one at a time on a background thread (its own
+    database connection), so PostgreSQL inserts one flush while this thread reads and prepares
+    the next: at most two flushes of rows are held in memory. Inside a transaction (tests) they
+    run in it, in order. Call ``close()`` when done, whatever happens."""
 
     def __init__(self, integration: Integration, batch: ImportBatch, *, chunk_rows: int) -> None:
         self.integration = integration
@@ -562,6 +568,9 @@ class ImportWriter:
         self.chars = 0
         self.good = 0  # rows given to add(), for the chunk boundaries
         self.seen: set[str] = set()
+        self._pending: Future[tuple[int, int]] | None = None
+        # A transaction here would be invisible to another connection: store in it instead.
+        self._thread = None if connection.in_atomic_block else ThreadPoolExecutor(1, thread_name_prefix="import")
         self._load_spec()
 
     def _load_spec(self) -> None:
@@ -584,12 +593,41 @@ class ImportWriter:
     def full(self) -> bool:
         return len(self.rows) >= FLUSH_ROWS or self.chars >= FLUSH_CHARS
 
-    def flush(self) -> tuple[int, int]:
-        """Store the rows added since the last flush. Returns (stored, already known).
-        Side effects: SyncRecords, and the integration woken after commit."""
-        if not self.rows:
-            return 0, 0
-        rows, self.rows, self.chars = self.rows, [], 0
+    def flush(self, *, wait: bool = False) -> tuple[int, int]:
+        """Store the rows added since the last flush (in the background when there is a thread).
+        Returns (stored, already known) for the flushes finished since the last call; with
+        ``wait``, for all of them. Side effects: SyncRecords, the integration woken after each
+        commit. An error of a background flush is raised here."""
+        done = self._collect() if self._pending is not None and (wait or self.rows) else (0, 0)
+        if self.rows:
+            rows, self.rows, self.chars = self.rows, [], 0
+            if self._thread is None:
+                stored = self._store(rows)
+                done = (done[0] + stored, done[1] + len(rows) - stored)
+            else:
+                self._pending = self._thread.submit(self._store_counted, rows)
+                if wait:
+                    later = self._collect()
+                    done = (done[0] + later[0], done[1] + later[1])
+            self._load_spec()
+        return done
+
+    def close(self) -> None:
+        """Wait for a background flush still running, and close the thread's connection."""
+        if self._thread is not None:
+            self._thread.submit(connection.close)  # runs on the thread: closes its own connection
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+    def _collect(self) -> tuple[int, int]:
+        pending, self._pending = self._pending, None
+        return pending.result() if pending is not None else (0, 0)
+
+    def _store_counted(self, rows: list[_Row]) -> tuple[int, int]:
+        stored = self._store(rows)
+        return stored, len(rows) - stored
+
+    def _store(self, rows: list[_Row]) -> int:
         create, copy_sql, count_sql = _stage_sql()
         with transaction.atomic():
             now = timezone.now()
@@ -619,5 +657,4 @@ class ImportWriter:
                 stored = int(cursor.fetchone()[0])
             if stored and not self.integration.is_paused:
                 queue.wake_after_commit(self.integration.pk)
-        self._load_spec()
-        return stored, len(rows) - stored
+        return stored

@@ -286,3 +286,32 @@ def test_ingest_items_still_takes_any_number_of_items(hook):
     assert len(stored) == 2500
     assert all(s.created for s in stored)
     assert SyncRecord.objects.count() == 2500
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_import_outside_a_transaction_stores_in_the_background_with_the_same_result(tmp_path, monkeypatch):
+    """As from manage.py import_batch: flushes run on a background thread, one at a time, in order."""
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(ingest, "FLUSH_ROWS", 7)
+    rows = [f"c-{n % 40},person{n % 40}@example.com" for n in range(100)] + ["c-x,a,extra", "c-99,z@example.com"]
+    path = tmp_path / "c.csv"
+    path.write_text("id,email\n" + "\n".join(rows) + "\n")
+    plain = make_integration(slug="plain", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    staged = make_integration(slug="background", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    first = _import(plain, path, staging=False, monkeypatch=monkeypatch)
+    second = _import(staged, path, staging=True, monkeypatch=monkeypatch)
+    counters = ("status", "total_rows", "accepted_rows", "duplicate_rows", "bad_rows", "errors", "message")
+    assert [getattr(first, c) for c in counters] == [getattr(second, c) for c in counters]
+    assert (second.accepted_rows, second.duplicate_rows, second.bad_rows) == (41, 60, 1)
+    assert _stored(plain) == _stored(staged)
+    ids = SyncRecord.objects.filter(integration=staged).order_by("id").values_list("source_id", flat=True)
+    assert list(ids)[:3] == ["c-0", "c-1", "c-2"]
+
+
+texts = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF), max_size=6)
+
+
+@given(st.dictionaries(texts, st.one_of(texts, st.integers(), st.lists(texts, max_size=2)), max_size=5))
+def test_the_import_storage_check_says_what_exactjson_says(record):
+    assert imports._storage_problem(record) == exactjson.storage_problem(record)
