@@ -171,3 +171,27 @@ def test_work_is_enqueued_only_after_commit_and_never_after_a_rollback(transacti
     job = queue.jobs[0]
     assert job.func_name == "integrations.jobs.drain"
     assert job.args == (hook.pk,)
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="needs PostgreSQL")
+def test_a_worker_whose_database_connections_were_cut_carries_on(transactional_db, partner, workers):
+    """What a PostgreSQL restart does to a running worker: every connection it holds is gone.
+    Its next jobs must reconnect, not fail on the dead connection for the rest of its life."""
+    from django.db import connection
+
+    from integrations.services.ingest import ingest_items
+    from integrations.sources.base import InboundItem
+
+    hook = make_integration(slug="acme-contacts", partner_url=partner.url, spec=CONTACT_SPEC, retry_policy=FAST_RETRIES)
+    ingest_items(hook, [InboundItem(body=contact(n)) for n in range(20)])
+    workers.start()
+    wait_until(lambda: all_settled(hook), timeout=60, what="the first records")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1  # the worker's connections
+    ingest_items(hook, [InboundItem(body=contact(n)) for n in range(20, 40)])
+    wait_until(lambda: all_settled(hook), timeout=60, what="records that arrived after the cut")
+    assert SyncRecord.objects.filter(integration=hook, status="delivered").count() == 40

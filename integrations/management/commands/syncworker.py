@@ -15,12 +15,26 @@ import threading
 import time
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
+from rq import SimpleWorker
 
 from integrations import queue
 from integrations.services import processing, sweeper
 
 log = logging.getLogger(__name__)
+
+
+class FreshConnectionsWorker(SimpleWorker):
+    """SimpleWorker that does between jobs what Django does between requests: drop a database
+    connection that broke (a PostgreSQL restart) or grew old, so the next job reconnects instead
+    of failing on a dead socket for the rest of the worker's life."""
+
+    def execute_job(self, job, queue):  # type: ignore[no-untyped-def]
+        close_old_connections()
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            close_old_connections()
 
 
 class Command(BaseCommand):
@@ -39,7 +53,6 @@ class Command(BaseCommand):
 
     def _run_rq(self, options):  # type: ignore[no-untyped-def]
         import django_rq
-        from rq import SimpleWorker
 
         stop = threading.Event()
 
@@ -60,7 +73,7 @@ class Command(BaseCommand):
         if not options["burst"]:
             threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
         q = django_rq.get_queue("default")
-        worker = SimpleWorker([q], connection=q.connection, name=f"syncdesk-{os.getpid()}")
+        worker = FreshConnectionsWorker([q], connection=q.connection, name=f"syncdesk-{os.getpid()}")
         try:
             # No rq scheduler: retries and windows are rows in PostgreSQL, re-enqueued by the sweeper.
             worker.work(burst=options["burst"], with_scheduler=False)
@@ -76,9 +89,15 @@ class Command(BaseCommand):
                 if time.monotonic() - last_sweep >= min(options["sweep_interval"], 5.0):
                     sweeper.sweep()
                     last_sweep = time.monotonic()
-                for integration_id in sweeper.due_integrations():
-                    busy += processing.drain_integration(integration_id, max_seconds=10)
-                close_old_connections()
+                try:
+                    for integration_id in sweeper.due_integrations():
+                        busy += processing.drain_integration(integration_id, max_seconds=10)
+                except DatabaseError:
+                    # The database went away mid-drain: the records are safe in it (leases
+                    # expire); drop the broken connection and carry on once it is back.
+                    log.exception("drain failed; will try again")
+                finally:
+                    close_old_connections()
                 if options["burst"] and not busy:
                     return
                 if not busy:
