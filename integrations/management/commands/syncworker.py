@@ -39,6 +39,9 @@ class FreshConnectionsWorker(SimpleWorker):
 
 class Command(BaseCommand):
     help = "Run a Syncdesk worker (RQ with REDIS_URL, a database-polling loop without)."
+    # Checks belong to deploys (`manage.py check --deploy`, `migrate`); a worker that is restarted
+    # after a kill should be working again as soon as it can.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--sweep-interval", type=float, default=60.0)
