@@ -14,7 +14,8 @@ What it guarantees, so no destination kind has to think about it:
   request went out (``LOST_RESPONSE``).
 
 One ``httpx.Client`` is shared per process (connection pooling); it is rebuilt after a fork, since
-a forking worker must never share the parent's sockets.
+a forking worker must never share the parent's sockets. It keeps no cookies: what one partner
+sets must not ride along on calls made for another integration.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import Cookie, CookieJar
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -129,6 +131,18 @@ _client: httpx.Client | None = None
 _client_pid: int | None = None
 
 
+class _NoCookies(CookieJar):
+    """A jar that keeps nothing. The client is shared by every integration in the process, so a
+    cookie one partner sets (a session) would otherwise ride along on the next calls to that host
+    — also those made for another customer's account there."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
 def make_client(
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -141,6 +155,7 @@ def make_client(
         follow_redirects=False,
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         headers={"User-Agent": USER_AGENT},
+        cookies=_NoCookies(),
     )
 
 

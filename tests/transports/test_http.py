@@ -129,3 +129,43 @@ def test_send_reports_a_refused_connection_with_the_captured_request():
 
     assert info.value.error_class == CONNECTION
     assert info.value.exchange.request["headers"]["Authorization"] == "***"
+
+
+def test_cookies_a_partner_sets_are_never_sent_back(client):
+    """The client is shared by every integration of the process: a cookie one partner sets (a
+    session) must not ride along on later calls — not to it, not to another customer's account on
+    the same host."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            self.send_header("Set-Cookie", "session=customer-a-session; Path=/")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/contacts"
+        for shared in (None, client):
+            for _ in range(2):
+                answer = http.send(
+                    "POST", url, headers={"Content-Type": "application/json"}, content=b"{}", client=shared
+                )
+                assert answer.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [None, None, None, None]
