@@ -4,12 +4,14 @@
 
 On a fresh database ``syncdesk_bench_pipeline`` and Redis db 11 (flushed), with one
 ``manage.py fake_partner`` process. For each worker count (default 1, then 2): a new integration,
-``--records`` records (default 2,000; ``--records 20000`` where delivery is fast enough to finish
-in minutes) stored first through the ingest service (as webhooks would),
+``--records`` records (default 10,000: ten seconds of work at the target rate, so the workers'
+start-up of about a second does not dominate) stored first through the ingest service (as webhooks would),
 then that many ``manage.py syncworker`` processes are started and timed until every record is
 delivered. Two rates are printed: from the workers' start (includes their start-up, ~1-2 s) and
-steady (first to last ``delivered_at``). The baseline in the same run is the partner alone: the
-same number of POSTs from one client thread with a pooled connection, no database.
+steady (first to last ``delivered_at``), then the CPU time each role used per delivered record
+(workers, fake_partner, every PostgreSQL process on the machine) from the first delivery on. The
+baseline in the same run is the partner alone: 2,000 POSTs from one client thread with a pooled
+connection, no database.
 
 ``--profile N`` then drains N more records in this process under cProfile and prints where the
 time goes. Nothing is asserted about speed; it exits non-zero only if a record is not delivered,
@@ -158,7 +160,7 @@ def profile_drain(integration, count: int) -> str:  # type: ignore[no-untyped-de
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=2_000)
+    parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--workers", default="1,2", help="worker counts to run, in order")
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds allowed per run")
     parser.add_argument("--profile", type=int, default=0, help="also profile an in-process drain of N records")
