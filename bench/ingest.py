@@ -1,13 +1,15 @@
 """How fast the signed webhook accepts records under gunicorn on PostgreSQL.
 
-    .venv/bin/python bench/ingest.py [--requests N] [--threads N] [--seconds S]
+    .venv/bin/python bench/ingest.py [--requests N] [--threads N] [--seconds S] [--workers N]
 
-Starts gunicorn (2 sync workers, persistent database connections: CONN_MAX_AGE=600) on a fresh
+Starts gunicorn (2 sync workers unless --workers, persistent database connections: CONN_MAX_AGE=600) on a fresh
 database ``syncdesk_bench_ingest`` and Redis db 11 (flushed), then:
 
 1. baseline, in the same run: single-row ``INSERT`` + commit of a row shaped like a stored record
    (same columns, JSONB payload, the same unique key) into a scratch table, one psycopg
    connection, one row per transaction — what one record per request can at best approach;
+   and, as a second reference, ``GET /healthz`` (a Django view with no database work) under the
+   same gunicorn and client — the most any request can do here;
 2. one record per request: signed webhooks (generic kind, HMAC-SHA256) from a few client threads
    over plain sockets (a new connection per request, as gunicorn's sync workers close it): records/s,
    p50/p99 latency, and the ratio to the baseline (target >= 0.6, p99 < 50 ms);
@@ -181,6 +183,17 @@ def main() -> int:
         ]
         run_load(port, warm, args.threads, 30)
 
+        # Reference, same gunicorn and client: a Django view with no database work at all. One
+        # record per request cannot go faster than this, whatever the INSERT baseline says.
+        bare = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
+        run_load(port, [bare] * 200, args.threads, 10)
+        hsent, hwall, hlat, hstatuses = run_load(port, [bare] * args.requests, args.threads, min(args.seconds, 10.0))
+        bare_rate = hsent / hwall
+        print(
+            f"reference: GET /healthz (no database), {args.threads} client threads: {bare_rate:,.0f} requests/s, "
+            f"p99 {percentile(hlat, 0.99) * 1000:.1f} ms; statuses {hstatuses}"
+        )
+
         singles = [
             build_request(port, hook.slug, hook.webhook_secret, exactjson.dumps(contact(i, run)).encode())
             for i in range(args.requests)
@@ -196,7 +209,10 @@ def main() -> int:
             f"webhook, 1 record/request, {args.threads} client threads: {sent:,} requests in {wall:.1f} s = "
             f"{single_rate:,.0f} records/s; p50 {p50:.1f} ms, p99 {p99:.1f} ms; statuses {statuses}"
         )
-        print(f"ratio to the INSERT baseline: {ratio:.2f} (target >= 0.6); p99 target < 50 ms")
+        print(
+            f"ratio to the INSERT baseline: {ratio:.2f} (target >= 0.6); p99 target < 50 ms; "
+            f"{single_rate / bare_rate:.2f} of the /healthz rate"
+        )
 
         batch_requests = []
         for b in range(args.batches):
@@ -225,7 +241,8 @@ def main() -> int:
         print(f"FAILED: {failure}")
     print(
         f"SUMMARY ingest: 1 record/request {single_rate:,.0f} records/s (p50 {p50:.1f} ms, p99 {p99:.1f} ms), "
-        f"INSERT+commit baseline {baseline:,.0f} rows/s, ratio {ratio:.2f} (target >= 0.6, p99 < 50 ms); "
+        f"INSERT+commit baseline {baseline:,.0f} rows/s, ratio {ratio:.2f} (target >= 0.6, p99 < 50 ms), "
+        f"bare Django view {bare_rate:,.0f} req/s; "
         f"1,000 records/request {batch_rate:,.0f} records/s (target >= 25,000)"
         + ("" if not failures else f"; {len(failures)} CORRECTNESS FAILURE(S)")
     )

@@ -9,8 +9,11 @@ sent only once the rows are visible, and never if the transaction rolls back.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import threading
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -71,9 +74,59 @@ def hold_drain_lock(integration_id: int, token: str, *, seconds: int) -> bool:
     return False
 
 
+# Waking is one Redis round trip per committed write (SET NX, which fails while a drain job
+# waits). Under a stream of webhooks for one integration a process sends at most one wake per
+# WAKE_COALESCE_SECONDS: a wake asked for sooner is not dropped but sent by a timer at the end
+# of that interval — always after the commit that asked for it, so a drain job that started
+# and finished in between cannot strand the record. (Skipping it instead would leave the record
+# to the sweeper, up to a minute later, when the drain job ran out of work just before.) A
+# process killed inside the interval loses that wake; the sweeper sends it (one that exits
+# normally sends it as it exits).
+WAKE_COALESCE_SECONDS = 0.05
+_wake_lock = threading.Lock()
+_last_wake: dict[int, float] = {}  # integration id -> when this process last sent a wake
+_owed: dict[int, threading.Timer] = {}  # integration id -> the timer that will send one
+
+
+def wake_soon(integration_id: int) -> None:
+    """``wake``, sent now, or at most WAKE_COALESCE_SECONDS later when this process sent one
+    for the integration less than that ago."""
+    if not uses_rq():
+        return
+    now = time.monotonic()
+    with _wake_lock:
+        last = _last_wake.get(integration_id)
+        if last is not None and now - last < WAKE_COALESCE_SECONDS:
+            if integration_id not in _owed:
+                timer = threading.Timer(last + WAKE_COALESCE_SECONDS - now, _send_owed, (integration_id,))
+                timer.daemon = True
+                _owed[integration_id] = timer
+                timer.start()
+            return
+        _last_wake[integration_id] = now
+    wake(integration_id)
+
+
+def _send_owed(integration_id: int) -> None:
+    with _wake_lock:
+        _owed.pop(integration_id, None)
+        _last_wake[integration_id] = time.monotonic()
+    wake(integration_id)
+
+
+@atexit.register
+def _send_all_owed() -> None:
+    """A process that exits normally (a gunicorn worker told to stop) sends what it owes now."""
+    with _wake_lock:
+        owed = list(_owed.items())
+    for integration_id, timer in owed:
+        timer.cancel()
+        _send_owed(integration_id)
+
+
 def wake_after_commit(*integration_ids: int) -> None:
     for integration_id in set(integration_ids):
-        transaction.on_commit(lambda i=integration_id: wake(i))
+        transaction.on_commit(lambda i=integration_id: wake_soon(i))
 
 
 def enqueue_job(func: str, *args: object, **kwargs: object) -> str | None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from time import monotonic  # not time.monotonic: tests stand in for the module `time` (the clock)
 
 from django.conf import settings
@@ -90,6 +93,43 @@ def _read_body(request: HttpRequest, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
+# In the JSON text, the only ways to a NUL or an unpaired surrogate in a parsed string: strict
+# parsing refuses raw control characters in strings, and a strict UTF-8 decode yields no
+# surrogates. (A preceding backslash, as in "\\u0000", only makes this match more often.)
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_SCALARS = frozenset({str, int, Decimal, float, bool, type(None)})
+
+
+def _within_depth(value: object, max_depth: int) -> bool:
+    """No node of ``value`` (scalars included, the value itself at depth 1) is deeper than
+    ``max_depth`` — counted as exactjson.storage_problem counts, without visiting scalars one by one."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if not children:
+            continue
+        if depth >= max_depth:
+            return False
+        if not _SCALARS.issuperset(map(type, children)):
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
+def _storage_problem(text: str, payload: object) -> str | None:
+    """``exactjson.storage_problem(payload)``, without walking every string of a large body when
+    its text cannot hold a NUL or a lone surrogate and it is shallow; else the full check."""
+    if not _SUSPECT_ESCAPE.search(text) and _within_depth(payload, exactjson.MAX_DEPTH):
+        return None
+    return exactjson.storage_problem(payload)
+
+
 def _decode(body: bytes) -> object:
     try:
         text = body.decode("utf-8")
@@ -105,7 +145,7 @@ def _decode(body: bytes) -> object:
         ) from None
     except (ValueError, RecursionError) as exc:
         raise SourceError(400, "invalid_json", f"Invalid JSON: {exc}.") from None
-    problem = exactjson.storage_problem(payload)
+    problem = _storage_problem(text, payload)
     if problem:
         # Refuse clearly now rather than fail later (PostgreSQL, recursion): nothing is stored.
         code = "nul_character" if "NUL" in problem else "unstorable_json"

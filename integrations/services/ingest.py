@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import json.encoder
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,14 +59,26 @@ def _refuse(value: Any) -> Any:
     raise _NotPlain
 
 
+def _json_encoder(*, sort_keys: bool) -> Callable[[Any], str]:
+    """Compact JSON with ensure_ascii=False by the C encoder, built once: JSONEncoder.encode
+    builds it again on every call (a third of the time for a small record). No circular check:
+    a cycle ends in RecursionError, as it does in exactjson."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (another Python): the same text, slower
+        return json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, allow_nan=False, default=_refuse
+        ).encode
+    encode = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
 # The C encoder writes exactly what exactjson.dumps(sort_keys=True) writes (same separators,
 # ensure_ascii=False, int.__repr__/float.__repr__ numbers, non-finite floats refused) for any
 # value whose dict keys are all plain str; a Decimal, which only exactjson writes exactly,
-# reaches ``default`` and sends the value back to exactjson. tests/pipeline/test_ingest_fast.py
+# reaches ``default`` and sends the value back to exactjson. tests/pipeline/test_ingest_paths.py
 # checks the two texts are equal.
-_sorted_json = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False, default=_refuse
-).encode
+_sorted_json = _json_encoder(sort_keys=True)
+_compact = _json_encoder(sort_keys=False)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR = frozenset({str})
 
@@ -338,9 +351,6 @@ def _row_json(row: _Row) -> str:
         ]
     )
     return head[:-1] + "," + row.text + "]"  # type: ignore[operator]
-
-
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _insert_postgres(

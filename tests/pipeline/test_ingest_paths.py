@@ -25,7 +25,7 @@ from integrations.engine import exactjson
 from integrations.models import ImportBatch, Integration, MappingVersion, SyncRecord
 from integrations.services import imports, ingest
 from integrations.sources.base import InboundItem
-from tests.conftest import requires_postgres
+from tests.conftest import requires_postgres, requires_redis
 from tests.pipeline.helpers import CONTACT_SPEC, as_json, contact, make_integration, post_webhook, signed_headers
 
 # --------------------------------------------------------------------------------------------
@@ -315,3 +315,53 @@ texts = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoin
 @given(st.dictionaries(texts, st.one_of(texts, st.integers(), st.lists(texts, max_size=2)), max_size=5))
 def test_the_import_storage_check_says_what_exactjson_says(record):
     assert imports._storage_problem(record) == exactjson.storage_problem(record)
+
+
+def _nested(value, depth: int):
+    for _ in range(depth):
+        value = [value] if depth % 2 else {"k": value}
+    return value
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.recursive(
+        st.one_of(st.none(), st.integers(), st.booleans(), texts),
+        lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(texts, children, max_size=3)),
+        max_leaves=12,
+    ),
+    depth=st.integers(min_value=0, max_value=70),
+    ascii_only=st.booleans(),
+)
+def test_the_webhook_storage_check_says_what_exactjson_says(value, depth, ascii_only):
+    from integrations import webhooks
+
+    payload = _nested(value, depth)
+    try:
+        text = json.dumps(payload, ensure_ascii=ascii_only)
+        text.encode("utf-8")  # what arrives is UTF-8: a lone surrogate can only come escaped
+    except UnicodeEncodeError:
+        text = json.dumps(payload)
+    parsed = exactjson.loads(text)
+    assert webhooks._storage_problem(text, parsed) == exactjson.storage_problem(parsed)
+
+
+@requires_redis
+def test_a_wake_asked_for_right_after_another_is_sent_a_moment_later_never_dropped(clean_redis):
+    """A drain job that starts and runs out of work between two webhooks must still be
+    followed by a wake for the second one (coalesced: sent at most 50 ms later)."""
+    import django_rq
+
+    from integrations import queue
+    from tests.pipeline.conftest import wait_until
+
+    rq_queue = django_rq.get_queue("default")
+    integration_id = 987_654_321
+    queue.wake_soon(integration_id)
+    assert rq_queue.count == 1  # the first is sent at once
+    rq_queue.empty()
+    queue.forget_wake(integration_id)  # what a drain job does as it starts
+    queue.wake_soon(integration_id)  # within the interval: owed, not sent now
+    queue.wake_soon(integration_id)  # and asked for again: still one wake
+    wait_until(lambda: rq_queue.count == 1, timeout=10, what="the owed wake")
+    assert rq_queue.jobs[0].args == (integration_id,)
