@@ -552,6 +552,12 @@ def _stage_sql() -> tuple[str, str, str]:
     return create, copy, count
 
 
+def _close_this_threads_connection() -> None:
+    # ``connection`` is per thread: looked up here, on the thread that runs this, it is that
+    # thread's own (``submit(connection.close)`` would hand over the caller's).
+    connection.close()
+
+
 class ImportWriter:
     """The good rows of an import batch, stored as ``ingest_items`` would store them in chunks of
     ``chunk_rows`` rows (same dedupe keys, payloads, statuses, counts), but with a few statements
@@ -625,7 +631,7 @@ class ImportWriter:
     def close(self) -> None:
         """Wait for a background flush still running, and close the thread's connection."""
         if self._thread is not None:
-            self._thread.submit(connection.close)  # runs on the thread: closes its own connection
+            self._thread.submit(_close_this_threads_connection)
             self._thread.shutdown(wait=True)
             self._thread = None
 

@@ -365,3 +365,20 @@ def test_a_wake_asked_for_right_after_another_is_sent_a_moment_later_never_dropp
     queue.wake_soon(integration_id)  # and asked for again: still one wake
     wait_until(lambda: rq_queue.count == 1, timeout=10, what="the owed wake")
     assert rq_queue.jobs[0].args == (integration_id,)
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_background_import_closes_its_own_connection_and_leaves_ours_open(tmp_path, monkeypatch):
+    hook = make_integration(slug="closing", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    path = tmp_path / "c.csv"
+    path.write_text("id,email\nc-1,a@example.com\n")
+
+    def backends() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            return int(cursor.fetchone()[0])
+
+    before = backends()
+    assert _import(hook, path, staging=True, monkeypatch=monkeypatch).accepted_rows == 1
+    assert backends() == before  # ours still works; the thread's is gone
