@@ -96,20 +96,25 @@ TEMPLATES = [
 # Persistent connections matter: measured 5x more webhook throughput than CONN_MAX_AGE=0.
 CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# WAL, a busy timeout and write transactions that take the lock when they begin (a deferred one
+# that reads first and then writes fails at once with "database is locked" when another process
+# writes) let the web server and workers share a SQLite file.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # DATABASE_URL=sqlite:///…
+        DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "syncdesk.sqlite3",
-            "OPTIONS": {
-                # WAL + a busy timeout let the web server and the embedded worker share the file.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": SQLITE_OPTIONS,
             # A file, not memory, so worker subprocesses in tests share the test database.
             "TEST": {"NAME": str(VAR_DIR / "test.sqlite3")},
         }

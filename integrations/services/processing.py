@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, JSONField, Max, Q
 from django.utils import timezone
 
@@ -323,10 +323,25 @@ class _Batch:
             self.flush()
         return step
 
+    WRITE_TRIES = 3
+
     def flush(self) -> None:
-        if self.pending:
-            pending, self.pending = self.pending, []
-            _finish_many(self.integration, pending, self.token)
+        """Write what is pending. The partner has these calls already, so a transient database
+        error (a lock, a dropped connection) is worth two more tries before giving up: the
+        transaction rolled back whole, and a broken connection is reopened on the next try."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        for attempt in range(1, self.WRITE_TRIES + 1):
+            try:
+                _finish_many(self.integration, pending, self.token)
+                return
+            except (OperationalError, InterfaceError):
+                if attempt == self.WRITE_TRIES or connection.in_atomic_block:
+                    raise
+                log.warning("writing a batch failed; trying again", records=len(pending), exc_info=True)
+                connection.close_if_unusable_or_obsolete()
+                time.sleep(0.5 * attempt)  # back off from a locked or restarting database
 
 
 def _failure(record: SyncRecord, error_class: str, reason: str, retry_after: float | None) -> Step:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from integrations.engine import exactjson
@@ -15,6 +17,7 @@ from integrations.partner_sim import PartnerSim
 from integrations.services import processing
 from integrations.services.ingest import ingest_items
 from integrations.sources.base import InboundItem
+from tests.pipeline.conftest import live_database_url
 from tests.pipeline.helpers import CONTACT_SPEC, contact, make_integration
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +193,25 @@ def test_attempt_rows_keep_exact_numbers_text_and_nulls(partner):
     assert (review.output is None, review.response_status, review.operation) == (False, None, "")
     assert review.problems
     assert review.problems[0]["field"] == "email"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="cuts a PostgreSQL connection")
+def test_a_batch_is_written_after_its_database_connection_dropped(transactional_db, partner):
+    """The partner has the batch's calls already: a connection lost just before they are written
+    (a PostgreSQL restart, a proxy timeout) is reopened and the batch written, not dropped."""
+    hook = make_integration(slug="cut", partner_url=partner.url, spec=CONTACT_SPEC)
+    ingest(hook, contact(1), contact(2), contact(3))
+    ids = processing.claim_due(hook.pk, limit=10, token="ours")
+    batch = processing._Batch(hook, "ours", processing._load_leased(ids, "ours", hook))
+    for record in batch.records:
+        batch.step(record, processing._LOOK_UP)
+    assert len(batch.pending) == 3
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    with psycopg.connect(live_database_url()) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    batch.flush()
+    assert list(SyncRecord.objects.filter(integration=hook).values_list("status", flat=True)) == ["delivered"] * 3
+    assert SyncAttempt.objects.filter(record__integration=hook).count() == 3
+    assert partner.stats()["accepted"] == 3
