@@ -168,17 +168,18 @@ def receive(request: HttpRequest, slug: str) -> JsonResponse:
     body = _read_body(request, limit)
     if body is None:
         return _error(413, "body_too_large", f"The body is larger than {limit} bytes; send smaller batches.")
+    now = time.time()  # one clock reading for the request, however often it is verified
     if cached:
         try:
-            return _handle(request, hook, body, cached=True)
+            return _handle(request, hook, body, now=now, cached=True)
         except StaleIntegration:
             hook = _hook(slug, fresh=True)  # changed since it was cached: as if there were no cache
             if hook is None:
                 return _error(404, "unknown_integration", f"No integration is called {slug!r}.")
-    return _handle(request, hook, body, cached=False)
+    return _handle(request, hook, body, now=now, cached=False)
 
 
-def _handle(request: HttpRequest, hook: _Hook, body: bytes, *, cached: bool) -> JsonResponse:
+def _handle(request: HttpRequest, hook: _Hook, body: bytes, *, now: float, cached: bool) -> JsonResponse:
     """Verify, parse and store. With ``cached``, raises StaleIntegration instead of refusing a
     signature, and ingest_items raises it if the integration changed: nothing is stored then."""
     integration = hook.integration
@@ -198,7 +199,7 @@ def _handle(request: HttpRequest, hook: _Hook, body: bytes, *, cached: bool) -> 
                 headers=request.headers,
                 body=body,
                 secrets=hook.secrets,
-                now=time.time(),
+                now=now,
                 tolerance=settings.SYNCDESK_WEBHOOK_TOLERANCE_SECONDS,
             )
         except SourceError:
