@@ -499,6 +499,19 @@ class ReviewItem(models.Model):
         DISMISSED = "dismissed", "Dismissed"
 
     record = models.ForeignKey(SyncRecord, on_delete=models.CASCADE, related_name="review_items")
+    # The record's integration, copied onto the item so the queue filters by customer and by
+    # integration without joining every open item to its record. Always set: by the pipeline's
+    # bulk insert, by save() otherwise, by migration 0013 for older rows (NULL is only allowed
+    # for that migration). No index of its own: the open-item queries use
+    # review_open_integration_idx, and deleting an integration is rare.
+    integration = models.ForeignKey(
+        Integration,
+        null=True,
+        editable=False,
+        on_delete=models.CASCADE,
+        related_name="review_items",
+        db_index=False,
+    )
     reason_code = models.CharField(max_length=60, help_text="Machine cause, e.g. unmapped_value.")
     reason_text = models.TextField(help_text="Plain-language reason shown to support.")
     group_key = models.CharField(max_length=300, help_text="Items with the same cause share this key.")
@@ -534,10 +547,26 @@ class ReviewItem(models.Model):
         indexes = [
             # Review queue grouped by cause.
             models.Index(fields=["group_key"], name="review_open_group_idx", condition=Q(status="open")),
+            # Review queue filtered by customer or integration: the grouping reads only the open
+            # items of those integrations.
+            models.Index(fields=["integration"], name="review_open_integration_idx", condition=Q(status="open")),
         ]
 
     def __str__(self) -> str:
         return f"{self.record}: {self.reason_text[:60]}"
+
+    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # The pipeline sets integration_id itself (bulk_create skips save()); test factories and
+        # the admin create items from a record alone. A record assigned on this instance (the
+        # admin's form does that) decides, so the copy never disagrees with the record.
+        if self.record_id is not None and (
+            self.integration_id is None or ReviewItem._meta.get_field("record").is_cached(self)
+        ):
+            self.integration_id = self.record.integration_id
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "integration" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "integration"]
+        super().save(*args, **kwargs)
 
 
 class RecordLink(models.Model):

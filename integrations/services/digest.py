@@ -17,21 +17,21 @@ def review_digest() -> dict[str, int]:
         ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
         .values(
             "assignee__email",
-            "record__integration__customer__account_manager__email",
-            "record__integration__customer__name",
-            "record__integration__name",
+            "integration__customer__account_manager__email",
+            "integration__customer__name",
+            "integration__name",
         )
         .annotate(n=Count("id"), oldest=Min("opened_at"))
     )
     per_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        owner = row["assignee__email"] or row["record__integration__customer__account_manager__email"]
+        owner = row["assignee__email"] or row["integration__customer__account_manager__email"]
         if owner:
             per_owner[owner].append(row)
     for owner, items in per_owner.items():
         total = sum(r["n"] for r in items)
         lines = [
-            f"- {r['record__integration__customer__name']} / {r['record__integration__name']}: "
+            f"- {r['integration__customer__name']} / {r['integration__name']}: "
             f"{r['n']} open, oldest since {r['oldest']:%Y-%m-%d %H:%M} UTC"
             for r in sorted(items, key=lambda r: -r["n"])
         ]

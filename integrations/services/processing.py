@@ -1088,6 +1088,7 @@ def _write_review_items(ours: list[tuple[SyncRecord, Step]], now: datetime) -> N
             opened.append(
                 ReviewItem(
                     record_id=record.pk,
+                    integration_id=record.integration_id,
                     reason_code=code[:60],
                     reason_text=text,
                     group_key=group[:300],

@@ -143,6 +143,7 @@ def make_records(
         ReviewItem.objects.bulk_create(
             ReviewItem(
                 record=r,
+                integration_id=r.integration_id,  # bulk_create skips ReviewItem.save()
                 reason_code="unmapped_value",
                 reason_text="unmapped value 'awaiting-pickup' for status",
                 group_key=f"unmapped_value:{version.pk}:status:awaiting-pickup",

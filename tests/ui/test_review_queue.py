@@ -19,12 +19,30 @@ from tests.ui.factories import make_records, make_world
 MAX_QUERIES = 12
 
 
+def reference_open_items(filters: selectors.ReviewFilters):
+    """The open items a filter selects, found through each item's record (as the queue did before
+    review items carried their integration): the tests comparing against it also prove that an
+    item's own integration agrees with its record's."""
+    items = ReviewItem.objects.filter(status=ReviewItem.Status.OPEN)
+    if filters.customer:
+        items = items.filter(record__integration__customer__slug=filters.customer)
+    if filters.integration:
+        items = items.filter(record__integration__slug=filters.integration)
+    if filters.reason_code:
+        items = items.filter(reason_code=filters.reason_code)
+    if filters.assignee == "none":
+        items = items.filter(assignee__isnull=True)
+    elif filters.assignee:
+        items = items.filter(assignee__username=filters.assignee)
+    return items
+
+
 def reference_groups(filters: selectors.ReviewFilters, group_by: str) -> list[dict]:
     """The grouping as one plain ORM aggregate over the open items (what the page showed before
     it was split into an inner and an outer query)."""
     name = {"cause": "group_key", "version": "mapping_version_id", "rule": "rule_id"}[group_by]
     return list(
-        selectors._open_items(filters)
+        reference_open_items(filters)
         .values(name)
         .annotate(
             n=Count("id"),
@@ -42,7 +60,7 @@ def reference_groups(filters: selectors.ReviewFilters, group_by: str) -> list[di
 
 
 def reference_counts(filters: selectors.ReviewFilters, user_id: int) -> dict[str, int]:
-    return _open_counts(selectors._open_items(filters), user_id)
+    return _open_counts(reference_open_items(filters), user_id)
 
 
 def _open_counts(items, user_id: int) -> dict[str, int]:
@@ -87,11 +105,16 @@ def queue(db, users):
 FILTERS = [
     selectors.ReviewFilters(),
     selectors.ReviewFilters(customer="shop"),
+    selectors.ReviewFilters(customer="bee"),
     selectors.ReviewFilters(integration="b-orders"),
+    selectors.ReviewFilters(integration="shop-contacts"),
+    selectors.ReviewFilters(customer="shop", integration="shop-contacts", assignee="none"),
+    selectors.ReviewFilters(customer="shop", integration="b-orders"),
     selectors.ReviewFilters(reason_code="server_error"),
     selectors.ReviewFilters(assignee="support-user"),
     selectors.ReviewFilters(assignee="none"),
     selectors.ReviewFilters(customer="nobody"),
+    selectors.ReviewFilters(integration="nothing"),
 ]
 
 
@@ -117,6 +140,18 @@ def test_groups_and_counts_are_those_of_a_plain_grouping_of_the_open_items(queue
         assert (group["rule"].pk if group["rule"] else None) == row["rule_ref"]
     assert counts == reference_counts(filters, user.pk)
     assert selectors.review_groups(filters, group_by=group_by) == groups
+
+
+@pytest.mark.parametrize(
+    "filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in vars(f).items() if v) or "all"
+)
+def test_the_item_list_shows_the_items_a_filter_selects_through_their_records(queue, filters):
+    expected = list(
+        reference_open_items(filters).order_by("-opened_at", "-id").values_list("id", "record__integration")
+    )
+    items, _ = selectors.review_items_page(filters, limit=100)
+    # Each row names its record's integration (the page shows item.record.integration).
+    assert [(i.pk, i.record.integration.pk) for i in items] == expected
 
 
 def test_counts_cover_every_group_even_when_only_the_biggest_groups_are_listed(queue, monkeypatch):
@@ -158,6 +193,12 @@ def test_an_empty_queue_shows_zero_counts(db, clients):
         "/review/?group=server_error",
         "/review/?customer=shop&assignee=me",
         "/review/?group_by=rule&group=none",
+        "/review/?customer=shop",
+        "/review/?customer=bee&group_by=rule",
+        "/review/?integration=b-orders",
+        "/review/?integration=shop-contacts&group_by=version",
+        "/review/?customer=shop&group=server_error",
+        "/review/?integration=b-orders&group_by=rule&group=none",
     ],
 )
 def test_review_pages_stay_within_the_query_target(queue, clients, url, django_assert_max_num_queries):
