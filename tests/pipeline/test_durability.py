@@ -14,7 +14,7 @@ from django.db import transaction
 
 from integrations.engine import exactjson
 from integrations.models import ReviewItem, SyncAttempt, SyncRecord
-from tests.pipeline.conftest import FAST_RETRIES, wait_until
+from tests.pipeline.conftest import FAST_RETRIES, live_database_url, wait_until
 from tests.pipeline.helpers import CONTACT_SPEC, contact, make_integration, signed_headers
 
 pytestmark = pytest.mark.usefixtures("clean_redis")
@@ -184,12 +184,13 @@ def test_a_worker_whose_database_connections_were_cut_carries_on(transactional_d
 
     hook = make_integration(slug="acme-contacts", partner_url=partner.url, spec=CONTACT_SPEC, retry_policy=FAST_RETRIES)
     ingest_items(hook, [InboundItem(body=contact(n)) for n in range(20)])
-    workers.start()
+    # Named, so only the worker's connections are cut (not this test process's other threads').
+    workers.start(DATABASE_URL=f"{live_database_url()}?application_name=worker-to-cut")
     wait_until(lambda: all_settled(hook), timeout=60, what="the first records")
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND application_name = 'worker-to-cut'"
         )
         assert cursor.fetchone()[0] >= 1  # the worker's connections
     ingest_items(hook, [InboundItem(body=contact(n)) for n in range(20, 40)])
