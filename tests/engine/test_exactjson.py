@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrations.engine import exactjson
@@ -23,13 +23,14 @@ keys = st.text() | st.integers() | st.booleans() | st.none() | st.floats(allow_n
 values = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(keys, inner), max_leaves=30)
 
 
-@settings(max_examples=400, deadline=None)
+# Generating nested values is slow on a loaded machine: that is not what these tests are about.
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(values, st.booleans())
 def test_dumps_matches_the_reference_encoder(value, sort_keys):
     assert exactjson.dumps(value, sort_keys=sort_keys) == exactjson.dumps_reference(value, sort_keys=sort_keys)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=30))
 def test_what_it_writes_reads_back_to_the_same_value(value):
     again = exactjson.loads(exactjson.dumps(value))
