@@ -607,10 +607,11 @@ def complexity(customer_slug: str | None = None) -> list[dict[str, Any]]:
     ids = [i.pk for c in customers_list for i in c.integrations.all()]
     published = {v.integration_id: v for v in MappingVersion.objects.filter(integration_id__in=ids, status="published")}
     open_items = dict(
-        ReviewItem.objects.filter(record__integration_id__in=ids, status=ReviewItem.Status.OPEN)
-        .values_list("record__integration_id")
+        ReviewItem.objects.filter(integration_id__in=ids, status=ReviewItem.Status.OPEN)
+        .order_by()
+        .values_list("integration_id")
         .annotate(n=Count("id"))
-        .values_list("record__integration_id", "n")
+        .values_list("integration_id", "n")
     )
     rules = list(
         ExceptionRule.objects.filter(customer__in=customers_list, status=ExceptionRule.Status.ACTIVE)
