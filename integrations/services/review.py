@@ -122,7 +122,10 @@ def resend_items(
     """Resend the records behind open items. The items stay open until a later attempt delivers
     (the pipeline then resolves them). Side effects: see ``resend_records``."""
     record_ids = list(
-        ReviewItem.objects.filter(pk__in=_ids(item_ids), status=OPEN).values_list("record_id", flat=True).distinct()
+        ReviewItem.objects.filter(pk__in=_ids(item_ids), status=OPEN)
+        .order_by()
+        .values_list("record_id", flat=True)
+        .distinct()
     )
     return resend_records(
         record_ids=record_ids, version=version, acting_user=acting_user, note=note or "from the review queue"

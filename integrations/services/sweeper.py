@@ -41,6 +41,7 @@ def due_integrations() -> list[int]:
     return list(
         SyncRecord.objects.filter(status__in=SyncRecord.DUE_STATUSES, next_attempt_at__lte=now)
         .filter(~Q(integration__status=Integration.Status.PAUSED))
+        .order_by()  # DISTINCT over integration ids, not (id, received_at, …) of every due record
         .values_list("integration_id", flat=True)
         .distinct()
     )

@@ -14,7 +14,7 @@ from django.utils import timezone
 from integrations.engine import exactjson
 from integrations.models import RecordLink, ReviewItem, SyncAttempt, SyncRecord
 from integrations.partner_sim import PartnerSim
-from integrations.services import processing
+from integrations.services import processing, sweeper
 from integrations.services.ingest import ingest_items
 from integrations.sources.base import InboundItem
 from tests.pipeline.conftest import live_database_url
@@ -215,3 +215,11 @@ def test_a_batch_is_written_after_its_database_connection_dropped(transactional_
     assert list(SyncRecord.objects.filter(integration=hook).values_list("status", flat=True)) == ["delivered"] * 3
     assert SyncAttempt.objects.filter(record__integration=hook).count() == 3
     assert partner.stats()["accepted"] == 3
+
+
+def test_the_sweeper_lists_each_due_integration_once():
+    one = make_integration(slug="due-one", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    two = make_integration(slug="due-two", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    ingest(one, *(contact(n) for n in range(5)))
+    ingest(two, contact(9))
+    assert sorted(sweeper.due_integrations()) == sorted([one.pk, two.pk])
