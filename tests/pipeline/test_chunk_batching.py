@@ -13,21 +13,13 @@ from django.utils import timezone
 
 from integrations.engine import exactjson
 from integrations.models import RecordLink, ReviewItem, SyncAttempt, SyncRecord
-from integrations.partner_sim import PartnerSim
 from integrations.services import processing, sweeper
 from integrations.services.ingest import ingest_items
 from integrations.sources.base import InboundItem
 from tests.pipeline.conftest import live_database_url
 from tests.pipeline.helpers import CONTACT_SPEC, contact, make_integration
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def partner():
-    sim = PartnerSim(seed=3).start()
-    yield sim
-    sim.stop()
+pytestmark = pytest.mark.django_db  # the partner fixture: tests/pipeline/conftest.py
 
 
 def ingest(hook, *records):
