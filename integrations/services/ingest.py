@@ -259,7 +259,8 @@ def _fixed_exprs() -> dict[str, str]:
             exprs[column] = f"%({_SET[column]})s::{cast}"
         elif not field.has_default() or not callable(field.default) or field.default in (list, dict):
             literal = sql.Literal(field.get_db_prep_save(field.get_default(), connection))
-            exprs[column] = f"{literal.as_string(connection.connection)}::{cast}"
+            # A "%" in it would read as a placeholder.
+            exprs[column] = f"{literal.as_string(connection.connection).replace('%', '%%')}::{cast}"
         else:
             exprs[column] = f"%(default_{column})s::{cast}"
     return exprs
