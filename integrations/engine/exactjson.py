@@ -119,6 +119,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# Built once: ``json.dumps`` with any option builds a new encoder on every call.
+_encode_plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default).encode
+_encode_sorted = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True, default=_default
+).encode
+
+
 def dumps(value: JSONValue, *, sort_keys: bool = False) -> str:
     """Compact JSON text; Decimals are written as numbers with their exact digits.
 
@@ -126,9 +133,7 @@ def dumps(value: JSONValue, *, sort_keys: bool = False) -> str:
     exactly); keys it cannot sort or write fall back to ``dumps_reference``, which defines the
     output."""
     try:
-        text = json.dumps(
-            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys, default=_default
-        )
+        text = (_encode_sorted if sort_keys else _encode_plain)(value)
     except TypeError:  # a key the C encoder refuses (a tuple), or keys of mixed types to sort
         return dumps_reference(value, sort_keys=sort_keys)
     except ValueError:
