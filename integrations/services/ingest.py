@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import json.encoder
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,65 +49,9 @@ class StaleIntegration(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-class _NotPlain(Exception):
-    pass
-
-
-def _refuse(value: Any) -> Any:
-    raise _NotPlain
-
-
-def _json_encoder(*, sort_keys: bool) -> Callable[[Any], str]:
-    """Compact JSON with ensure_ascii=False by the C encoder, built once: JSONEncoder.encode
-    builds it again on every call (a third of the time for a small record). No circular check:
-    a cycle ends in RecursionError, as it does in exactjson."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (another Python): the same text, slower
-        return json.JSONEncoder(
-            ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys, allow_nan=False, default=_refuse
-        ).encode
-    encode = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, False)
-    return lambda value: "".join(encode(value, 0))
-
-
-# The C encoder writes exactly what exactjson.dumps(sort_keys=True) writes (same separators,
-# ensure_ascii=False, int.__repr__/float.__repr__ numbers, non-finite floats refused) for any
-# value whose dict keys are all plain str; a Decimal, which only exactjson writes exactly,
-# reaches ``default`` and sends the value back to exactjson. tests/pipeline/test_ingest_paths.py
-# checks the two texts are equal.
-_sorted_json = _json_encoder(sort_keys=True)
-_compact = _json_encoder(sort_keys=False)
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_STR = frozenset({str})
-
-
-def _plain_keys(value: Any) -> bool:
-    """True if every dict key inside ``value`` is a ``str`` (always so for parsed JSON and CSV).
-    exactjson sorts and writes keys by ``str(key)``; the C encoder would treat others differently."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if not _STR.issuperset(map(type, item)):
-                return False
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if not _SCALARS.issuperset(map(type, children)):
-            stack.extend(child for child in children if isinstance(child, dict | list | tuple))
-    return True
-
-
 def payload_text(payload: Any) -> str:
     """``exactjson.dumps(payload, sort_keys=True)``: what the dedupe hash is taken of, and on
     PostgreSQL what is stored as the jsonb payload (jsonb keeps no key order of its own)."""
-    if _plain_keys(payload):
-        try:
-            return _sorted_json(payload)
-        except (_NotPlain, ValueError, TypeError, RecursionError):
-            pass  # exactjson decides (and raises the error it always raised)
     return exactjson.dumps(payload, sort_keys=True)
 
 
@@ -340,7 +282,7 @@ def _row_json(row: _Row) -> str:
     updated = row.source_updated_at
     if updated is not None and updated.tzinfo is None:
         updated = timezone.make_aware(updated)  # what Django does with a naive datetime (USE_TZ)
-    head = _compact(
+    head = exactjson.dumps(
         [
             row.source_id,
             row.event_id,
