@@ -345,7 +345,9 @@ class SyncRecord(models.Model):
     # Statuses the claim query picks up once next_attempt_at has passed.
     DUE_STATUSES = ("pending", "retrying", "waiting_parent")
 
-    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="records")
+    # No index of its own: record_source_idx, record_dedupe_unique and record_integration_recent_idx
+    # all start with it. Every index is written again on each status change of every record.
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="records", db_index=False)
     source_id = models.CharField(max_length=255, help_text="The record's id in the source system.")
     event_id = models.CharField(max_length=255, blank=True, help_text="The source's event or delivery id.")
     event_type = models.CharField(max_length=100, blank=True)
@@ -356,7 +358,9 @@ class SyncRecord(models.Model):
     )
     received_at = models.DateTimeField(default=timezone.now)
     source_updated_at = models.DateTimeField(null=True, blank=True)
-    batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="records")
+    batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="records", db_index=False
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     attempt_count = models.PositiveIntegerField(default=0)
@@ -372,12 +376,13 @@ class SyncRecord(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         help_text="Resend with this version instead of the published one.",
+        db_index=False,
     )
     # What the first attempt of this record version sent; retries resend it byte for byte.
     prepared_body = models.TextField(blank=True)
     prepared_operation = models.CharField(max_length=10, blank=True)
     prepared_version = models.ForeignKey(
-        MappingVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        MappingVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     prepared_rules = exact_json_field(default=list, blank=True)
     idempotency_key = models.CharField(max_length=120, blank=True)
@@ -387,6 +392,7 @@ class SyncRecord(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
         help_text="Who asked for the next attempt (a resend); copied onto that attempt.",
     )
     parent_source_id = models.CharField(max_length=255, blank=True, help_text="The parent this record links to.")
@@ -437,6 +443,18 @@ class SyncRecord(models.Model):
             ),
             # Search by destination id.
             models.Index(fields=["destination_id"], name="record_destination_idx", condition=~Q(destination_id="")),
+            # Links that are empty when a record arrives and mostly stay so: only the rows that
+            # have one are indexed (records of a batch; deleting a version or user checks these).
+            models.Index(fields=["batch"], name="record_batch_idx", condition=Q(batch__isnull=False)),
+            models.Index(
+                fields=["pinned_version"], name="record_pinned_idx", condition=Q(pinned_version__isnull=False)
+            ),
+            models.Index(
+                fields=["prepared_version"], name="record_prepared_idx", condition=Q(prepared_version__isnull=False)
+            ),
+            models.Index(
+                fields=["requested_by"], name="record_requested_by_idx", condition=Q(requested_by__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
