@@ -106,8 +106,10 @@ def run_import(
             batch.duplicate_rows += known
         elif pending:
             stored = ingest.ingest_items(integration, pending, batch=batch)
-            batch.accepted_rows += sum(1 for s in stored if s.created)
-            batch.duplicate_rows += sum(1 for s in stored if not s.created)
+            created = sum(1 for s in stored if s.created)
+            batch.accepted_rows += created
+            # Known already: stored before, or a repeat of a row earlier in this chunk.
+            batch.duplicate_rows += len(pending) - created
             pending.clear()
         batch.bytes_read = progress.bytes_read
         batch.errors = errors

@@ -509,8 +509,8 @@ class ImportWriter:
     rows are COPYed into a temporary table (session-local, not WAL-logged) and moved into the
     record table with one ``INSERT … SELECT … ORDER BY seq ON CONFLICT DO NOTHING``, in one
     transaction per flush. File order is kept, so of two rows with the same dedupe key the first
-    is stored and the second counted as already known — and, as with ingest_items in chunks, a
-    row repeating a key of an earlier row of the same chunk is dropped without being counted.
+    is stored and the second counted as already known — also when both are in the same chunk
+    (stored once, the repeat counted as known when the chunk is flushed).
     The published version is read again after every flush (a publish applies from the next
     flush on), and the integration's state (held if paused, the delivery window) at each flush.
 
@@ -527,6 +527,7 @@ class ImportWriter:
         self.chars = 0
         self.good = 0  # rows given to add(), for the chunk boundaries
         self.seen: set[str] = set()
+        self.repeats = 0  # rows repeating a key of the same chunk since the last flush: already known
         self._pending: Future[tuple[int, int]] | None = None
         # A transaction here would be invisible to another connection: store in it instead.
         self._thread = None if connection.in_atomic_block else ThreadPoolExecutor(1, thread_name_prefix="import")
@@ -543,7 +544,8 @@ class ImportWriter:
         self.good += 1
         row = self._prepare(body)
         if row.dedupe_key in self.seen:
-            return  # the same key twice in one chunk: stored once, counted once
+            self.repeats += 1  # the same key twice in one chunk: stored once, the repeat is known
+            return
         self.seen.add(row.dedupe_key)
         self.rows.append(row)
         self.chars += len(row.text)  # type: ignore[arg-type]
@@ -558,6 +560,7 @@ class ImportWriter:
         ``wait``, for all of them. Side effects: SyncRecords, the integration woken after each
         commit. An error of a background flush is raised here."""
         done = self._collect() if self._pending is not None and (wait or self.rows) else (0, 0)
+        done, self.repeats = (done[0], done[1] + self.repeats), 0
         if self.rows:
             rows, self.rows, self.chars = self.rows, [], 0
             if self._thread is None:

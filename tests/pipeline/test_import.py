@@ -149,3 +149,12 @@ def test_an_unterminated_quote_is_reported_not_swallowed_into_one_cell(hook, tmp
     batch = ImportBatch.objects.get()
     assert (batch.accepted_rows, batch.bad_rows) == (1, 1)
     assert batch.errors == [{"line": 3, "reason": "cannot split the row into cells: unexpected end of data"}]
+
+
+def test_a_row_repeated_in_the_same_file_is_stored_once_and_counted_as_known(hook, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text("id,email\nc-1,a@example.com\nc-2,b@example.com\nc-1,a@example.com\n", encoding="utf-8")
+    call_command("import_batch", hook.slug, str(path), "--quiet")
+    batch = ImportBatch.objects.get()
+    assert (batch.total_rows, batch.accepted_rows, batch.duplicate_rows, batch.bad_rows) == (3, 2, 1, 0)
+    assert SyncRecord.objects.count() == 2

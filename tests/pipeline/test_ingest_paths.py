@@ -237,7 +237,7 @@ def test_an_import_through_the_staging_table_stores_what_chunked_ingest_did(db, 
     monkeypatch.setattr(ingest, "FLUSH_ROWS", 4)
     lines = [
         {"id": "c-1", "email": "a@example.com", "updated_at": "2024-01-25T10:00:00Z"},
-        {"id": "c-1", "email": "a@example.com", "updated_at": "2024-01-25T10:00:00Z"},  # same chunk: dropped
+        {"id": "c-1", "email": "a@example.com", "updated_at": "2024-01-25T10:00:00Z"},  # same chunk: known
         {"id": "c-2", "total": 49.00, "big": 7008123456789012345678},
         {"id": "c-1", "email": "a@example.com", "updated_at": "2024-01-25T10:00:00Z"},  # next chunk: known
         {"id": "c-3", "note": "line\nbreak \\ \t tab"},
@@ -255,7 +255,8 @@ def test_an_import_through_the_staging_table_stores_what_chunked_ingest_did(db, 
 
     counters = ("status", "total_rows", "accepted_rows", "duplicate_rows", "bad_rows", "errors", "message")
     assert [getattr(first, c) for c in counters] == [getattr(second, c) for c in counters]
-    assert (second.accepted_rows, second.duplicate_rows, second.bad_rows) == (5, 2, 2)
+    assert (second.accepted_rows, second.duplicate_rows, second.bad_rows) == (5, 3, 2)
+    assert second.total_rows == second.accepted_rows + second.duplicate_rows + second.bad_rows  # every row counted
     assert _stored(plain) == _stored(staged)
     assert all(r.batch_id == second.pk for r in SyncRecord.objects.filter(integration=staged))
     # File order: the first row of a key is the one stored, and ids follow the file.
@@ -268,7 +269,7 @@ def test_an_import_through_the_staging_table_stores_what_chunked_ingest_did(db, 
     ]
 
     again = _import(staged, path, staging=True, monkeypatch=monkeypatch)
-    assert (again.accepted_rows, again.duplicate_rows) == (0, 7)
+    assert (again.accepted_rows, again.duplicate_rows) == (0, 8)
 
 
 @requires_postgres
