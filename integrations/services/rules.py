@@ -18,6 +18,7 @@ import hashlib
 import logging
 import threading
 import time as monotonic_time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -235,9 +236,13 @@ def delivery_time(integration: Integration, now: datetime) -> datetime:
 
 
 def count_fired(fired: list[dict[str, Any]], now: datetime) -> None:
-    ids = [f["id"] for f in fired if f.get("id")]
-    if ids:
-        ExceptionRule.objects.filter(pk__in=ids).update(fire_count=F("fire_count") + 1, last_fired_at=now)
+    """``fired``: the rules fired by one or more records (a batch); each firing counts once."""
+    times = Counter(f["id"] for f in fired if f.get("id"))
+    by_times: dict[int, list[int]] = {}
+    for rule_id, n in times.items():
+        by_times.setdefault(n, []).append(rule_id)
+    for n, ids in by_times.items():  # one UPDATE per distinct count: usually one
+        ExceptionRule.objects.filter(pk__in=ids).update(fire_count=F("fire_count") + n, last_fired_at=now)
 
 
 # --------------------------------------------------------------------------------------------

@@ -296,3 +296,13 @@ def test_the_classic_case_one_code_path_only_rule_rows_differ(db, partner, owner
     assert record(b, "o-200").attempts.get().rules_applied[0]["id"] == code.pk
     # Everything else is treated the same.
     assert at_partner(partner, "o-101")["status"] == at_partner(partner, "o-201")["status"] == "PAID"
+
+
+def test_a_rule_fired_by_several_records_of_one_batch_counts_each_firing(shop, partner, owner):
+    from integrations.services.processing import drain_integration
+
+    rule = make_rule(owner, shop, "skip_when", {"condition": {"field": "status", "op": "eq", "value": "cancelled"}})
+    send(shop, order(1, status="cancelled"), order(2, status="cancelled"), order(3, status="cancelled"), order(4))
+    assert drain_integration(shop.pk, max_seconds=30) == 4  # one chunk, written as one batch
+    rule.refresh_from_db()
+    assert rule.fire_count == 3
