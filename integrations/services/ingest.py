@@ -461,17 +461,7 @@ STAGE_TABLE = "syncdesk_import_stage"
 FLUSH_ROWS = 20_000
 FLUSH_CHARS = 32 * 1024 * 1024
 
-_STAGE_COLUMNS = (
-    "seq",
-    "source_id",
-    "event_id",
-    "event_type",
-    "dedupe_key",
-    "source_updated_at",
-    "parent_source_id",
-    "group_key",
-    "payload",
-)
+_STAGE_COLUMNS = ("seq", *_PER_ROW)
 
 
 def uses_staging() -> bool:
