@@ -102,10 +102,11 @@ class IntegrationAdmin(ReasonAdminMixin, SimpleHistoryAdmin):
         data = form.cleaned_data
         if data.get("new_destination_secret"):
             obj.destination_secret = data["new_destination_secret"]
-        if data.get("clear_previous_webhook_secret"):
-            obj.webhook_secret_previous = ""
         if data.get("new_webhook_secret"):
             obj.webhook_secret_previous, obj.webhook_secret = obj.webhook_secret, data["new_webhook_secret"]
+        # After the rotation above: both at once means "the old one leaked — accept only the new".
+        if data.get("clear_previous_webhook_secret"):
+            obj.webhook_secret_previous = ""
         super().save_model(request, obj, form, change)
 
 

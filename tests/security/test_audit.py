@@ -87,6 +87,34 @@ def test_integration_changes_in_the_admin_record_user_and_reason_and_rotate_secr
     assert row.history_change_reason == "New CRM instance"
 
 
+def test_a_leaked_webhook_secret_is_refused_at_once_when_replaced_with_clear_previous_ticked(world, clients):
+    """Rotating after a leak: a new secret and "stop accepting the previous one" in one save must
+    leave only the new secret — not the leaked one kept as the previous."""
+    url = f"/admin/integrations/integration/{world.integration.pk}/change/"
+    form = clients["admin"].get(url).context["adminform"].form
+    data = {}
+    for name, field in form.fields.items():
+        value = form.initial.get(name, field.initial)
+        if value is None or name.startswith(("new_", "clear_")):
+            continue
+        data[name] = field.prepare_value(value) if isinstance(value, (dict, list)) else value
+    leaked = world.integration.webhook_secret
+    data.update(
+        {
+            "customer": world.integration.customer_id,
+            "change_reason": "The webhook secret leaked",
+            "new_webhook_secret": "sdk_after-the-leak-1234567890",
+            "clear_previous_webhook_secret": "on",
+        }
+    )
+    response = clients["admin"].post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    integration = Integration.objects.get(pk=world.integration.pk)
+    assert integration.webhook_secret == "sdk_after-the-leak-1234567890"
+    assert integration.webhook_secret_previous == ""
+    assert leaked not in (integration.webhook_secret, integration.webhook_secret_previous)
+
+
 def test_role_changes_go_through_a_service_that_records_who_why_and_what(users):
     user = make_user("support", username="promoted")
     change = user_set_roles(
