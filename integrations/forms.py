@@ -146,7 +146,10 @@ class ReviewFilterForm(forms.Form):
         self.fields["assignee"].choices = [("", "Anyone"), ("me", "Me"), ("none", "Unassigned"), *assignee_choices()]
 
     def filters(self, user: Any) -> selectors.ReviewFilters:
-        d = self.cleaned_data if self.is_valid() else {}
+        """A value the form does not know (a customer since renamed, a typo in a bookmark) filters
+        by what was asked, so it matches nothing: never quietly the whole queue."""
+        self.is_valid()
+        d = {**{name: self.data.get(name, "") for name in self.errors}, **self.cleaned_data}
         assignee = d.get("assignee") or ""
         if assignee == "me":
             assignee = user.get_username()
@@ -158,7 +161,8 @@ class ReviewFilterForm(forms.Form):
         )
 
     def grouping(self) -> str:
-        value = self.cleaned_data.get("group_by") if self.is_valid() else ""
+        self.is_valid()
+        value = self.cleaned_data.get("group_by") or ""
         return value if value in selectors.GROUP_BY else "cause"
 
 

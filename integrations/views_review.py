@@ -121,7 +121,10 @@ def review_group_action(request: HttpRequest) -> HttpResponse:
         messages.error(request, "Choose an action.")
         return _back(request)
     require(request, review_service.PERMISSIONS[action])
-    _, filters, group_by = _filters_from(request.POST, request.user)
+    form, filters, group_by = _filters_from(request.POST, request.user)
+    if form.errors:
+        messages.error(request, "The page's filters are no longer valid; reload the queue and try again.")
+        return _back(request)
     key = request.POST.get("group", "")
     try:
         ids = list(selectors.group_items(filters, group_by=group_by, key=key).values_list("id", flat=True))

@@ -147,6 +147,31 @@ def test_group_actions_respect_the_page_filters(clients, world):
     assert ReviewItem.objects.filter(status="dismissed").count() == 3
 
 
+def test_a_group_action_under_a_filter_that_no_longer_exists_acts_on_nothing(clients, world):
+    """A stale page (its customer renamed since) must not turn into an action on every customer."""
+    other, v1, _ = make_world(slug="other-contacts", customer_slug="other")
+    make_records(other, v1, 2, start=50)
+    response = clients["support"].post(
+        "/review/group/",
+        {"action": "dismiss", "group": _group(world), "customer": "renamed-since", "next": "/review/"},
+        follow=True,
+    )
+    assert "no longer valid" in response.content.decode()
+    assert not ReviewItem.objects.filter(status="dismissed").exists()
+
+
+def test_an_unknown_filter_value_shows_nothing_and_says_why(clients, world):
+    other, v1, _ = make_world(slug="other-contacts", customer_slug="other")
+    make_records(other, v1, 2, start=50)
+    page = clients["support"].get("/review/?customer=nosuch").content.decode()
+    assert "These filters cannot be used" in page
+    assert "<strong>0</strong> open" in page
+    # A bad grouping does not drop the filters that are fine.
+    page = clients["support"].get("/review/?customer=other&group_by=integration").content.decode()
+    assert "These filters cannot be used" in page
+    assert "<strong>2</strong> open" in page
+
+
 def test_assign_to_me_to_someone_and_notes(clients, users, world):
     items = list(ReviewItem.objects.order_by("id"))
     clients["support"].post("/review/bulk/", {"action": "assign_me", "item": [items[0].pk, items[1].pk]})
