@@ -163,6 +163,8 @@ def run_import(
         batch.message = (
             f"{batch.accepted_rows} records stored, {batch.duplicate_rows} already known, {batch.bad_rows} bad rows"
         )
+        if progress.skipped:  # not records, so not in the row counts; said so nobody wonders where they went
+            batch.message += f"; {progress.skipped} blank row{'s' if progress.skipped != 1 else ''} skipped"
     finally:
         if writer is not None:
             writer.close()

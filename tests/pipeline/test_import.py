@@ -158,3 +158,12 @@ def test_a_row_repeated_in_the_same_file_is_stored_once_and_counted_as_known(hoo
     batch = ImportBatch.objects.get()
     assert (batch.total_rows, batch.accepted_rows, batch.duplicate_rows, batch.bad_rows) == (3, 2, 1, 0)
     assert SyncRecord.objects.count() == 2
+
+
+def test_blank_rows_are_skipped_and_the_message_says_how_many(hook, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text("id,email\nc-1,a@example.com\n\n,\nc-2,b@example.com\n", encoding="utf-8")
+    call_command("import_batch", hook.slug, str(path), "--quiet")
+    batch = ImportBatch.objects.get()
+    assert (batch.total_rows, batch.accepted_rows, batch.bad_rows) == (2, 2, 0)
+    assert batch.message.endswith("; 2 blank rows skipped")
