@@ -329,15 +329,23 @@ STALE = (
 )
 
 
+def _draft_access(request: HttpRequest, slug: str) -> HttpResponse | None:
+    """Saving needs edit permission (403 without); a reader without it is sent to the draft's
+    read-only view. None: go on."""
+    if request.method == "POST":
+        _require(request, CHANGE)
+    elif not request.user.has_perm(CHANGE):
+        return redirect(reverse("mappings:detail", args=[slug]) + "?version=draft")
+    return None
+
+
 @require_http_methods(["GET", "POST"])
 @permission_required(VIEW, raise_exception=True)
 def draft_edit(request: HttpRequest, slug: str) -> HttpResponse:
     """The field table form. Without edit permission: the draft's table, read-only."""
     integration = _integration(slug)
-    if request.method == "POST":
-        _require(request, CHANGE)
-    elif not request.user.has_perm(CHANGE):
-        return redirect(reverse("mappings:detail", args=[slug]) + "?version=draft")
+    if (read_only := _draft_access(request, slug)) is not None:
+        return read_only
     published, draft, base_spec = _draft_base(integration)
     general: list[str] = []
     status = 200
@@ -394,10 +402,8 @@ def draft_edit(request: HttpRequest, slug: str) -> HttpResponse:
 def draft_text(request: HttpRequest, slug: str) -> HttpResponse:
     """The whole spec as YAML/JSON text, for power users."""
     integration = _integration(slug)
-    if request.method == "POST":
-        _require(request, CHANGE)
-    elif not request.user.has_perm(CHANGE):
-        return redirect(reverse("mappings:detail", args=[slug]) + "?version=draft")
+    if (read_only := _draft_access(request, slug)) is not None:
+        return read_only
     published, draft, base_spec = _draft_base(integration)
     problems: list[str] = []
     status = 200
