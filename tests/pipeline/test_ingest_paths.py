@@ -186,6 +186,64 @@ def test_outside_a_transaction_one_statement_stores_the_records_and_reports_dupl
     assert SyncRecord.objects.get(source_id="c-1").payload == contact(1)
 
 
+def _prepared_inserts() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%INSERT INTO%%'")
+        return int(cursor.fetchone()[0])
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_webhook_insert_is_a_prepared_statement_and_works_without_one():
+    """PostgreSQL parses and plans it once per connection; with prepared statements off (a
+    transaction-pooling PgBouncer) the same requests store the same records."""
+    hook = make_integration(slug="prepared", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold is not None  # DATABASE_PREPARED_STATEMENTS on
+    for n in (1, 2):
+        assert _post(hook, contact(n), hook.webhook_secret).status_code == 202
+    assert _prepared_inserts() == 1  # one statement, prepared once, used twice
+    connection.close()
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = None  # as with DATABASE_PREPARED_STATEMENTS=off
+    assert _post(hook, contact(3), hook.webhook_secret).status_code == 202
+    assert _post(hook, contact(3), hook.webhook_secret).status_code == 200  # a duplicate, still found
+    assert _prepared_inserts() == 0
+    assert sorted(SyncRecord.objects.values_list("source_id", flat=True)) == ["c-1", "c-2", "c-3"]
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_on_a_connection_the_server_dropped_is_stored_once_on_a_new_one():
+    """The webhook skips Django's SELECT 1 before its statement; a connection PostgreSQL closed
+    since the last request (a restart, an idle timeout) is replaced and the statement sent again."""
+    import psycopg
+
+    from tests.pipeline.conftest import wait_until
+
+    hook = make_integration(slug="dropped", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    assert _post(hook, contact(1), hook.webhook_secret).status_code == 202
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    params = {**connection.get_connection_params(), "autocommit": True}
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+        wait_until(
+            lambda: not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+            timeout=10,
+            what="the terminated backend to exit",
+        )
+    response = _post(hook, contact(2), hook.webhook_secret)
+    assert response.status_code == 202, response.content
+    assert sorted(SyncRecord.objects.values_list("source_id", flat=True)) == ["c-1", "c-2"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != pid
+
+
 def test_stored_payloads_and_columns_are_the_same_as_the_json_sent(hook):
     payload = {
         "id": 7008123456789012345678,
