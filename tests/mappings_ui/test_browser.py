@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in the test body are
 # plain blocking calls, so Django's async-safety guard must let them through.
@@ -49,6 +50,10 @@ def page(live_server, settings) -> Iterator[object]:
         yield page
         context.close()
         browser.close()
+        # While Playwright's loop runs, this thread counts as async for Django: the test's ORM
+        # calls opened a connection of that context, which the test database teardown (after the
+        # loop stops) would not see and which then kept the database from being dropped.
+        connections.close_all()
 
 
 def shot(page, name: str) -> None:

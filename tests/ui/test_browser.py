@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connections
 from django.test import Client
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls below are still plain
@@ -69,6 +70,10 @@ def browser_page(live_server, settings) -> Iterator[object]:
         yield page
         context.close()
         browser.close()
+        # While Playwright's loop runs, this thread counts as async for Django: the test's ORM
+        # calls opened a connection of that context, which the test database teardown (after the
+        # loop stops) would not see and which then kept the database from being dropped.
+        connections.close_all()
 
 
 def shot(page, name: str) -> None:
