@@ -106,15 +106,6 @@ SQLITE_OPTIONS = {
 }
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)}
-    # Prepared statements: PostgreSQL keeps a statement's parse and plan per connection. Only
-    # cursors that bind on the server use them — the webhook's INSERT asks for one; Django's own
-    # cursors bind on the client and never prepare — so this halves PostgreSQL's CPU for a
-    # one-record webhook and changes nothing else. Behind a transaction-pooling PgBouncer older
-    # than 1.21 (which cannot keep prepared statements) set DATABASE_PREPARED_STATEMENTS=off.
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
-        "DATABASE_PREPARED_STATEMENTS", True
-    ):
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # DATABASE_URL=sqlite:///…
         DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
@@ -253,6 +244,11 @@ SYNCDESK_HTTP_READ_TIMEOUT = float(os.environ.get("SYNCDESK_HTTP_READ_TIMEOUT", 
 SYNCDESK_LEASE_SECONDS = int(os.environ.get("SYNCDESK_LEASE_SECONDS", "120"))
 # Records claimed per database round trip by a drain job.
 SYNCDESK_CHUNK_SIZE = int(os.environ.get("SYNCDESK_CHUNK_SIZE", "100"))
+# PostgreSQL prepared statements for the webhook's INSERT (parsed and planned once per
+# connection: half of PostgreSQL's CPU for a one-record webhook; every other query is as Django
+# sends it). Turn off behind a PgBouncer in transaction mode unless it is 1.22 or newer with
+# max_prepared_statements > 0.
+SYNCDESK_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 SYNCDESK_WEBHOOK_MAX_BYTES = 1024 * 1024
 SYNCDESK_WEBHOOK_TOLERANCE_SECONDS = 300
 # Alerts: who hears when an integration starts failing, recovers, gives up on records or is paused.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -296,49 +297,63 @@ def _row_json(row: _Row) -> str:
     return head[:-1] + "," + row.text + "]"  # type: ignore[operator]
 
 
-def _statement_cursor() -> Any:
-    """Django's cursor (execute wrappers, error mapping), binding its parameters on the server when
-    the connection prepares statements (``DATABASE_PREPARED_STATEMENTS``, on by default): then
+def _execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on Django's connection and fetch its rows — as a prepared statement when
+    ``SYNCDESK_PREPARED_STATEMENTS`` is on (``DATABASE_PREPARED_STATEMENTS``; default on): then
     PostgreSQL parses and plans the 32-column INSERT once per connection instead of on every
-    request (half of its CPU for a one-record webhook). Django's own cursors bind on the client and
-    never prepare."""
+    request (half of its CPU for a one-record webhook).
+
+    Django's own cursors bind parameters on the client and never prepare. This one is Django's
+    server-binding cursor class, wrapped like any Django cursor (execute wrappers, error
+    mapping), and the connection may prepare only while it runs: left on, psycopg would keep the
+    text of every other query of the connection (values included) in its prepared-statement
+    bookkeeping."""
     connection.ensure_connection()
-    if connection.connection.prepare_threshold is None:
-        return connection.cursor()
+    if not settings.SYNCDESK_PREPARED_STATEMENTS:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
+    raw = connection.connection
     with connection.wrap_database_errors:
-        raw = ServerBindingCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+        server_cursor = ServerBindingCursor(raw)
+    cursor = (
+        connection.make_debug_cursor(server_cursor)
+        if connection.queries_logged
+        else connection.make_cursor(server_cursor)
+    )
+    previous, raw.prepare_threshold = raw.prepare_threshold, 0
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        raw.prepare_threshold = previous
+        cursor.close()
 
 
-def _run_statement(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Run ingest's one statement and fetch its rows.
+def _run_statement(sql: str, params: dict[str, Any]) -> tuple[list[tuple[Any, ...]], bool]:
+    """Run ingest's one statement; its rows, and whether it was sent a second time (for tests).
 
     Outside a transaction Django's health check of a reused connection (a ``SELECT 1`` before the
     request's first query: a second round trip for a one-statement webhook) is skipped. If the
-    connection turns out dead (PostgreSQL restarted, an idle timeout), it is closed and the
-    statement sent once more on a new one. Sending it twice is safe: in autocommit it is all or
-    nothing, and rows that did commit before the connection died are found by their dedupe keys
-    (then reported as duplicates, with their ids). Inside a transaction nothing can be sent again,
-    so the usual check runs."""
+    reused connection turns out dead (PostgreSQL restarted, an idle timeout), it is closed and
+    the statement sent once more on a new one. Sending it twice is safe: in autocommit it is all
+    or nothing, and rows that did commit before the connection died are found by their dedupe
+    keys (see _ingest). A connection that cannot be opened at all is not tried twice. Inside a
+    transaction nothing can be sent again, so the usual check runs."""
     if connection.in_atomic_block:
         connection.close_if_health_check_failed()
-        with _statement_cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return _execute(sql, params), False
+    reused = connection.connection is not None
     connection.health_check_done = True  # the statement itself tells whether the connection works
     try:
-        with _statement_cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return _execute(sql, params), False
     except (OperationalError, InterfaceError):
-        if connection.connection is not None and not connection.connection.closed:
-            raise  # the connection works: the statement itself failed
+        if not reused or (connection.connection is not None and not connection.connection.closed):
+            raise  # a new connection that failed, or a working one whose statement failed
         connection.close()
-    with _statement_cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    return _execute(sql, params), True
 
 
 def _insert_postgres(
@@ -355,7 +370,7 @@ def _insert_postgres(
         params["cached_updated_at"] = integration.updated_at
         params["cached_status"] = integration.status
         params["cached_version"] = published.pk if published else None
-    result = _run_statement(_statement_sql(guard), params)
+    result, _ = _run_statement(_statement_sql(guard), params)
     if guard:
         if (None, None) not in result:
             raise StaleIntegration
@@ -479,10 +494,15 @@ def _ingest(
     missing = [key for key in rows if key not in created]
     existing: dict[str, tuple[int, str]] = {}
     if missing:
-        for pk, key, found in SyncRecord.objects.filter(
+        for pk, key, found, received_at in SyncRecord.objects.filter(
             integration_id=integration.pk, dedupe_key__in=missing
-        ).values_list("id", "dedupe_key", "status"):
-            existing[key] = (pk, found)
+        ).values_list("id", "dedupe_key", "status", "received_at"):
+            if received_at == now:
+                # Stored by this call: its statement committed, the connection dropped before the
+                # answer and the statement was sent again (_run_statement), which then found it.
+                created[key] = pk
+            else:
+                existing[key] = (pk, found)
     result = []
     for key, row in rows.items():
         if key in created:

@@ -194,22 +194,63 @@ def _prepared_inserts() -> int:
 
 @requires_postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_webhook_insert_is_a_prepared_statement_and_works_without_one():
-    """PostgreSQL parses and plans it once per connection; with prepared statements off (a
-    transaction-pooling PgBouncer) the same requests store the same records."""
+def test_the_webhook_insert_is_a_prepared_statement_and_works_without_one(settings):
+    """PostgreSQL parses and plans it once per connection, and nothing else is prepared; with
+    DATABASE_PREPARED_STATEMENTS=off (a transaction-pooling PgBouncer) the same requests store
+    the same records."""
     hook = make_integration(slug="prepared", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
-    connection.ensure_connection()
-    assert connection.connection.prepare_threshold is not None  # DATABASE_PREPARED_STATEMENTS on
+    assert settings.SYNCDESK_PREPARED_STATEMENTS
     for n in (1, 2):
         assert _post(hook, contact(n), hook.webhook_secret).status_code == 202
     assert _prepared_inserts() == 1  # one statement, prepared once, used twice
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 1  # the ORM's queries are not prepared
+    assert connection.connection.prepare_threshold is None  # as Django set it: only the INSERT prepares
+    settings.SYNCDESK_PREPARED_STATEMENTS = False
     connection.close()
-    connection.ensure_connection()
-    connection.connection.prepare_threshold = None  # as with DATABASE_PREPARED_STATEMENTS=off
     assert _post(hook, contact(3), hook.webhook_secret).status_code == 202
     assert _post(hook, contact(3), hook.webhook_secret).status_code == 200  # a duplicate, still found
     assert _prepared_inserts() == 0
     assert sorted(SyncRecord.objects.values_list("source_id", flat=True)) == ["c-1", "c-2", "c-3"]
+
+
+@requires_postgres
+@requires_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_that_committed_before_its_connection_dropped_still_reports_created(monkeypatch, clean_redis):
+    """The answer was lost, not the commit: sent again, the statement finds its own rows. They
+    are reported as accepted (not duplicates) and the worker is woken for them."""
+    import django_rq
+    from django.db import OperationalError
+
+    from tests.pipeline.conftest import wait_until
+
+    hook = make_integration(slug="lost-answer", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC)
+    assert _post(hook, contact(1), hook.webhook_secret).status_code == 202  # a connection to reuse
+    real = ingest._execute
+    calls = []
+
+    def commit_then_drop(sql, params):
+        calls.append(sql)
+        rows = real(sql, params)
+        if len(calls) == 1:
+            connection.connection.close()  # as if the server went away before its answer arrived
+            raise OperationalError("server closed the connection unexpectedly")
+        return rows
+
+    monkeypatch.setattr(ingest, "_execute", commit_then_drop)
+    queue = django_rq.get_queue("default")
+    queue.empty()
+    from integrations import queue as wakes
+
+    wakes.forget_wake(hook.pk)
+    response = _post(hook, contact(2), hook.webhook_secret)
+    assert len(calls) == 2
+    assert response.status_code == 202, response.content
+    assert as_json(response)["records"][0]["duplicate"] is False
+    assert SyncRecord.objects.filter(source_id="c-2").count() == 1
+    wait_until(lambda: queue.count == 1, timeout=10, what="the wake for the new record")
 
 
 @requires_postgres
