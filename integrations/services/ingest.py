@@ -332,8 +332,8 @@ def _execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
-def _run_statement(sql: str, params: dict[str, Any]) -> tuple[list[tuple[Any, ...]], bool]:
-    """Run ingest's one statement; its rows, and whether it was sent a second time (for tests).
+def _run_statement(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ingest's one statement and fetch its rows.
 
     Outside a transaction Django's health check of a reused connection (a ``SELECT 1`` before the
     request's first query: a second round trip for a one-statement webhook) is skipped. If the
@@ -344,16 +344,16 @@ def _run_statement(sql: str, params: dict[str, Any]) -> tuple[list[tuple[Any, ..
     transaction nothing can be sent again, so the usual check runs."""
     if connection.in_atomic_block:
         connection.close_if_health_check_failed()
-        return _execute(sql, params), False
+        return _execute(sql, params)
     reused = connection.connection is not None
     connection.health_check_done = True  # the statement itself tells whether the connection works
     try:
-        return _execute(sql, params), False
+        return _execute(sql, params)
     except (OperationalError, InterfaceError):
         if not reused or (connection.connection is not None and not connection.connection.closed):
             raise  # a new connection that failed, or a working one whose statement failed
         connection.close()
-    return _execute(sql, params), True
+    return _execute(sql, params)
 
 
 def _insert_postgres(
@@ -370,7 +370,7 @@ def _insert_postgres(
         params["cached_updated_at"] = integration.updated_at
         params["cached_status"] = integration.status
         params["cached_version"] = published.pk if published else None
-    result, _ = _run_statement(_statement_sql(guard), params)
+    result = _run_statement(_statement_sql(guard), params)
     if guard:
         if (None, None) not in result:
             raise StaleIntegration
