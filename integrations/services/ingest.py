@@ -332,8 +332,8 @@ def _execute(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
-def _run_statement(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Run ingest's one statement and fetch its rows.
+def _run_statement(sql: str, params: dict[str, Any]) -> tuple[list[tuple[Any, ...]], bool]:
+    """Run ingest's one statement: its rows, and whether it had to be sent a second time.
 
     Outside a transaction Django's health check of a reused connection (a ``SELECT 1`` before the
     request's first query: a second round trip for a one-statement webhook) is skipped. If the
@@ -344,16 +344,16 @@ def _run_statement(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     transaction nothing can be sent again, so the usual check runs."""
     if connection.in_atomic_block:
         connection.close_if_health_check_failed()
-        return _execute(sql, params)
+        return _execute(sql, params), False
     reused = connection.connection is not None
     connection.health_check_done = True  # the statement itself tells whether the connection works
     try:
-        return _execute(sql, params)
+        return _execute(sql, params), False
     except (OperationalError, InterfaceError):
         if not reused or (connection.connection is not None and not connection.connection.closed):
             raise  # a new connection that failed, or a working one whose statement failed
         connection.close()
-    return _execute(sql, params)
+    return _execute(sql, params), True
 
 
 def _insert_postgres(
@@ -363,19 +363,20 @@ def _insert_postgres(
     *,
     guard: bool,
     published: MappingVersion | None,
-) -> dict[str, int]:
-    """One statement; returns dedupe_key -> id for the rows it created."""
+) -> tuple[dict[str, int], bool]:
+    """One statement; returns dedupe_key -> id for the rows it created, and whether the statement
+    had to be sent a second time (then rows it stored the first time show up as existing)."""
     params = {**params, "rows": "[" + ",".join(_row_json(r) for r in rows) + "]"}
     if guard:
         params["cached_updated_at"] = integration.updated_at
         params["cached_status"] = integration.status
         params["cached_version"] = published.pk if published else None
-    result = _run_statement(_statement_sql(guard), params)
+    result, resent = _run_statement(_statement_sql(guard), params)
     if guard:
         if (None, None) not in result:
             raise StaleIntegration
         result = [r for r in result if r[0] is not None]
-    return {key: pk for pk, key in result}
+    return {key: pk for pk, key in result}, resent
 
 
 def _insert_values(
@@ -483,11 +484,14 @@ def _ingest(
     batch_id = batch.pk if batch else None
     ordered = list(rows.values())
     created: dict[str, int] = {}
+    resent = False
     if postgres:
         params = _fixed_params(integration.pk, status, due, now, batch_id)
         for start in range(0, len(ordered), STATEMENT_ROWS):
             chunk = ordered[start : start + STATEMENT_ROWS]
-            created.update(_insert_postgres(integration, chunk, params, guard=guard, published=published))
+            stored, again = _insert_postgres(integration, chunk, params, guard=guard, published=published)
+            created.update(stored)
+            resent = resent or again
     else:
         for start in range(0, len(ordered), _CHUNK):
             created.update(_insert_values(integration, ordered[start : start + _CHUNK], status, due, now, batch_id))
@@ -497,7 +501,7 @@ def _ingest(
         for pk, key, found, received_at in SyncRecord.objects.filter(
             integration_id=integration.pk, dedupe_key__in=missing
         ).values_list("id", "dedupe_key", "status", "received_at"):
-            if received_at == now:
+            if resent and received_at == now:
                 # Stored by this call: its statement committed, the connection dropped before the
                 # answer and the statement was sent again (_run_statement), which then found it.
                 created[key] = pk
