@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from integrations import views, views_imports, views_review, webhooks
+from integrations import hook_urls, views, views_imports, views_review
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,7 +20,7 @@ urlpatterns = [
     path("records/backfill/<int:job_id>/", views_imports.backfill_detail, name="backfill_detail"),
     path("imports/", views_imports.import_list, name="imports"),
     path("imports/<int:batch_id>/", views_imports.import_detail, name="import_detail"),
-    path("hooks/<slug:slug>/", webhooks.receive, name="webhook"),
+    *hook_urls.urlpatterns,
     path("rules/", include("integrations.rules_urls")),
     path("mappings/", include("integrations.mapping_urls")),
     path("api/", include("integrations.api_urls")),
