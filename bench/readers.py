@@ -87,7 +87,7 @@ def main() -> None:
         print(f"baseline csv.reader: {rows / baseline_seconds:,.0f} rows/s ({baseline_seconds:.2f} s)")
         ratio = reader_seconds / baseline_seconds
         print(
-            f"summary: {rows:,} rows at {rows / reader_seconds:,.0f} rows/s, {ratio:.1f}x the time of plain "
+            f"SUMMARY readers: {rows:,} rows at {rows / reader_seconds:,.0f} rows/s, {ratio:.1f}x the time of plain "
             f"csv.reader, peak RSS {reader_rss:.0f} MB"
         )
 

@@ -290,7 +290,7 @@ def main() -> None:
     worst_p95 = max(r[2] for r in rows)
     most_queries = max(r[4] for r in rows)
     print(
-        f"summary: ui over {args.records:,} records / {3 * args.records:,} attempts: worst p95 {worst_p95:.0f} ms "
+        f"SUMMARY ui: over {args.records:,} records / {3 * args.records:,} attempts: worst p95 {worst_p95:.0f} ms "
         f"(target ≤ 150), most queries {most_queries} (target ≤ 12)"
     )
 
