@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, get_resolver
 
@@ -65,15 +67,29 @@ class WebhookRouteMiddleware:
     sitting"). What the middlewares before this one do still applies to it: the request id and
     access log, the security headers (HSTS, nosniff, referrer policy, CSP, X-Frame-Options), and
     the host is checked against ALLOWED_HOSTS here, as CommonMiddleware does for other requests.
-    Any other path under the prefix (no trailing slash, an extra segment) goes down the whole
-    chain as before."""
+    Also skipped, on purpose: view middleware (only RequestIdMiddleware's user binding) and
+    ATOMIC_REQUESTS (not used: the webhook manages its own transaction). Any other path under
+    the prefix (no trailing slash, an extra segment) goes down the whole chain as before.
+
+    Only views that need neither CSRF nor login may be routed here: anything else in
+    integrations.hook_urls stops the process at start-up."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         from integrations import hook_urls  # imports the webhook view and so the models
 
+        for pattern in hook_urls.urlpatterns:
+            callback = getattr(pattern, "callback", None)
+            if not getattr(callback, "csrf_exempt", False) or getattr(callback, "login_required", True) is not False:
+                raise ImproperlyConfigured(
+                    f"{hook_urls.__name__}: {pattern} would skip CSRF and login checks; only views that are "
+                    "csrf_exempt and login_not_required belong there"
+                )
         self.get_response = get_response
         self.prefix = hook_urls.PREFIX
         self.resolver = get_resolver(hook_urls.__name__)
+        # An exception in the view becomes Django's 500 here (logged, got_request_exception sent),
+        # so it too gets its Content-Length below.
+        self.answer = convert_exception_to_response(self._call_view)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not request.path_info.startswith(self.prefix):
@@ -82,9 +98,16 @@ class WebhookRouteMiddleware:
             match = self.resolver.resolve(request.path_info)
         except Resolver404:
             return self.get_response(request)
-        request.get_host()  # DisallowedHost (a 400) for a host not in ALLOWED_HOSTS
         request.resolver_match = match
-        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        response: HttpResponse = self.answer(request)
         if not response.has_header("Content-Length"):  # as CommonMiddleware sets it for the others
             response.headers["Content-Length"] = str(len(response.content))
+        return response
+
+    @staticmethod
+    def _call_view(request: HttpRequest) -> HttpResponse:
+        request.get_host()  # DisallowedHost (a 400) for a host not in ALLOWED_HOSTS
+        match = request.resolver_match
+        assert match is not None
+        response: HttpResponse = match.func(request, *match.args, **match.kwargs)
         return response

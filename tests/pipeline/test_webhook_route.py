@@ -4,13 +4,19 @@ every other request goes down the whole chain."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import got_request_exception
 from django.test import Client, override_settings
+from django.urls import get_resolver, path, reverse
 
+from integrations import hook_urls, webhooks
+from integrations.middleware import WebhookRouteMiddleware
 from integrations.models import SyncRecord
 from integrations.sources import woocommerce
 from tests.pipeline.helpers import CONTACT_SPEC, as_json, contact, make_integration, post_webhook, signed_headers
@@ -91,3 +97,47 @@ def test_a_webhook_for_a_host_not_allowed_is_refused_before_anything_is_answered
         "/hooks/route-shop/", data=body, content_type=headers["Content-Type"], headers={"Host": "evil.example"}
     )
     assert refused.status_code == 400
+
+
+def test_the_route_and_the_url_table_agree_on_the_webhook():
+    url = reverse("webhook", kwargs={"slug": "x"})
+    assert url.startswith(hook_urls.PREFIX)
+    assert get_resolver().resolve(url).func is webhooks.receive
+    assert get_resolver(hook_urls.__name__).resolve(url).func is webhooks.receive
+
+
+def test_a_view_that_needs_csrf_or_a_login_in_the_route_stops_the_process(monkeypatch):
+    def staff_page(request: Any) -> Any:
+        raise AssertionError("never called")
+
+    monkeypatch.setattr(
+        hook_urls, "urlpatterns", [*hook_urls.urlpatterns, path("hooks/<slug:slug>/status/", staff_page)]
+    )
+    with pytest.raises(ImproperlyConfigured, match="would skip CSRF and login checks"):
+        WebhookRouteMiddleware(lambda request: None)
+
+
+def test_a_crash_in_the_webhook_is_a_logged_500_with_its_request_id_and_length(hook, monkeypatch, caplog):
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webhooks, "ingest_items", boom)
+    crashed: list[str] = []
+
+    def note(**kwargs: Any) -> None:
+        crashed.append(kwargs["request"].path)
+
+    got_request_exception.connect(note)
+    try:
+        with caplog.at_level(logging.ERROR, logger="django.request"):
+            response = post_webhook(
+                Client(raise_request_exception=False), hook, contact(1), **{"X-Request-ID": "partner-req-boom1"}
+            )
+    finally:
+        got_request_exception.disconnect(note)
+    assert response.status_code == 500
+    assert crashed == [f"/hooks/{hook.slug}/"]
+    assert any(r.name == "django.request" and r.levelname == "ERROR" for r in caplog.records)
+    assert response["X-Request-ID"] == "partner-req-boom1"
+    assert int(response["Content-Length"]) == len(response.content)
+    assert SyncRecord.objects.count() == 0
