@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, get_resolver
 
 HEADER = "X-Request-ID"
@@ -59,6 +59,14 @@ class RequestIdMiddleware:
             structlog.contextvars.bind_contextvars(user_id=user.pk)
 
 
+# What a webhook caller reads when Django's own handlers answered (the view itself always answers
+# JSON): a refused Host header or another suspicious request, or a crash.
+_ROUTE_ERRORS = {
+    400: ("bad_request", "The request was refused (for example, its Host header is not one this server answers to)."),
+    500: ("server_error", "The webhook could not be processed; it is logged under this answer's X-Request-ID."),
+}
+
+
 class WebhookRouteMiddleware:
     """Answers webhooks (``/hooks/<slug>/``) straight from their view, without the middlewares
     after this one or the rest of the URL table. A webhook is a signed machine-to-machine POST:
@@ -67,6 +75,8 @@ class WebhookRouteMiddleware:
     sitting"). What the middlewares before this one do still applies to it: the request id and
     access log, the security headers (HSTS, nosniff, referrer policy, CSP, X-Frame-Options), and
     the host is checked against ALLOWED_HOSTS here, as CommonMiddleware does for other requests.
+    Django's own error answers (a refused host, a crash) keep their status and logging but are
+    given a JSON body like every other webhook answer.
     Also skipped, on purpose: view middleware (only RequestIdMiddleware's user binding) and
     ATOMIC_REQUESTS (not used: the webhook manages its own transaction). Any other path under
     the prefix (no trailing slash, an extra segment) goes down the whole chain as before.
@@ -100,6 +110,9 @@ class WebhookRouteMiddleware:
             return self.get_response(request)
         request.resolver_match = match
         response: HttpResponse = self.answer(request)
+        if not isinstance(response, JsonResponse):  # Django's HTML 400/500 page: the same status, in JSON
+            code, message = _ROUTE_ERRORS.get(response.status_code, ("error", "The webhook was refused."))
+            response = JsonResponse({"error": code, "message": message}, status=response.status_code)
         if not response.has_header("Content-Length"):  # as CommonMiddleware sets it for the others
             response.headers["Content-Length"] = str(len(response.content))
         return response

@@ -124,7 +124,8 @@ def _within_depth(value: object, max_depth: int) -> bool:
 
 def _storage_problem(text: str, payload: object) -> str | None:
     """``exactjson.storage_problem(payload)``, without walking every string of a large body when
-    its text cannot hold a NUL or a lone surrogate and it is shallow; else the full check."""
+    its text cannot hold a NUL or a lone surrogate and it is shallow; else the full check. (Numbers
+    that cannot be stored never get here: ``exactjson.loads`` refuses them while parsing.)"""
     if not _SUSPECT_ESCAPE.search(text) and _within_depth(payload, exactjson.MAX_DEPTH):
         return None
     return exactjson.storage_problem(payload)
@@ -143,6 +144,8 @@ def _decode(body: bytes) -> object:
         raise SourceError(
             400, "invalid_json", f"Invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}."
         ) from None
+    except exactjson.NumberOutOfRange as exc:
+        raise SourceError(400, "unstorable_json", f"The JSON cannot be stored: {exc}.") from None
     except (ValueError, RecursionError) as exc:
         raise SourceError(400, "invalid_json", f"Invalid JSON: {exc}.") from None
     problem = _storage_problem(text, payload)
@@ -163,7 +166,11 @@ def receive(request: HttpRequest, slug: str) -> JsonResponse:
     cached = connection.vendor == "postgresql"
     hook = _hook(slug, fresh=not cached)
     if hook is None:
-        return _error(404, "unknown_integration", f"No integration is called {slug!r}.")
+        return _error(404, "unknown_integration", f"No integration is called {slug[:100]!r}.")
+    if request.META.get("HTTP_TRANSFER_ENCODING") and not request.META.get("CONTENT_LENGTH"):
+        # A WSGI server hands Django no length for a chunked body, and Django then reads it as
+        # empty: refuse it plainly rather than fail its signature.
+        return _error(411, "length_required", "Send the body with a Content-Length header, not chunked.")
     limit = settings.SYNCDESK_WEBHOOK_MAX_BYTES
     body = _read_body(request, limit)
     if body is None:
@@ -175,7 +182,7 @@ def receive(request: HttpRequest, slug: str) -> JsonResponse:
         except StaleIntegration:
             hook = _hook(slug, fresh=True)  # changed since it was cached: as if there were no cache
             if hook is None:
-                return _error(404, "unknown_integration", f"No integration is called {slug!r}.")
+                return _error(404, "unknown_integration", f"No integration is called {slug[:100]!r}.")
     return _handle(request, hook, body, now=now, cached=False)
 
 

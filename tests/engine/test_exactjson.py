@@ -58,3 +58,34 @@ def test_numbers_json_cannot_hold_are_refused(bad):
 def test_values_json_cannot_hold_are_refused():
     with pytest.raises(TypeError, match="set is not JSON serialisable"):
         exactjson.dumps({"x": {1, 2}})
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("1e999999", "1,000,000 digits before the point; at most 4,300"),
+        ("1e4300", "4,301 digits before the point"),
+        ("1" * 4301 + ".5", "4,301 digits before the point"),
+        ("1e-16384", "16,384 digits after the point; at most 16,383"),
+        ("0." + "1" * 20000, "20,000 digits after the point"),
+        ("1.0e-1000000000", "1,000,000,001 digits after the point"),
+        ("1e99999999999999999999", "the number 1e99999999999999999999 is out of range"),
+    ],
+)
+def test_a_number_that_cannot_be_stored_and_read_back_is_refused_when_read_with_the_reason(text, reason):
+    with pytest.raises(exactjson.NumberOutOfRange, match=reason):
+        exactjson.loads('{"v": ' + text + "}")
+    assert issubclass(exactjson.NumberOutOfRange, ValueError)  # every caller's ValueError handling holds
+
+
+@pytest.mark.parametrize(
+    "text", ["1e4299", "1e-16383", "0." + "1" * 16383, "1" * 3000 + ".5e1299", "49.00", "-1.5E+3", "0e-5"]
+)
+def test_numbers_up_to_the_limits_are_read_exactly(text):
+    assert exactjson.loads('{"v": ' + text + "}") == {"v": Decimal(text)}
+    assert exactjson.number_problem(Decimal(text)) is None
+
+
+def test_storage_problem_names_a_number_built_in_python_that_cannot_be_stored():
+    assert "16,384 digits after the point" in exactjson.storage_problem({"a": [Decimal("1E-16384")]})
+    assert exactjson.storage_problem({"a": [Decimal("1E-16383")]}) is None

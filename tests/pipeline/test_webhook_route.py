@@ -97,6 +97,9 @@ def test_a_webhook_for_a_host_not_allowed_is_refused_before_anything_is_answered
         "/hooks/route-shop/", data=body, content_type=headers["Content-Type"], headers={"Host": "evil.example"}
     )
     assert refused.status_code == 400
+    # Django's own refusal, given a JSON body like every webhook answer, with its length.
+    assert as_json(refused)["error"] == "bad_request"
+    assert int(refused["Content-Length"]) == len(refused.content)
 
 
 def test_the_route_and_the_url_table_agree_on_the_webhook():
@@ -140,4 +143,5 @@ def test_a_crash_in_the_webhook_is_a_logged_500_with_its_request_id_and_length(h
     assert any(r.name == "django.request" and r.levelname == "ERROR" for r in caplog.records)
     assert response["X-Request-ID"] == "partner-req-boom1"
     assert int(response["Content-Length"]) == len(response.content)
+    assert as_json(response)["error"] == "server_error"
     assert SyncRecord.objects.count() == 0
