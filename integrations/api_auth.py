@@ -88,7 +88,7 @@ def request_data(request: HttpRequest) -> dict[str, Any]:
     if request.content_type == "application/json":
         if not request.body:
             return {}
-        data = exactjson.loads(request.body)
+        data = exactjson.loads(request.body, storable=True)
         if not isinstance(data, dict):
             raise ValueError("The body must be a JSON object.")
         return data

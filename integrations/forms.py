@@ -80,7 +80,7 @@ class RecordSearchForm(forms.Form):
 def parse_payload(text: str) -> dict[str, Any]:
     """JSON text → a payload object, keeping every digit (big ids, money). Raises ValidationError."""
     try:
-        value = exactjson.loads(text)
+        value = exactjson.loads(text, storable=True)
     except (json.JSONDecodeError, ValueError) as exc:
         raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
     if not isinstance(value, dict):

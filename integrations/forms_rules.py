@@ -98,7 +98,7 @@ class RuleForm(forms.Form):
     def clean_params(self) -> dict[str, Any]:
         text = self.cleaned_data["params"]
         try:
-            value = exactjson.loads(text)
+            value = exactjson.loads(text, storable=True)
         except (ValueError, json.JSONDecodeError) as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from None
         if not isinstance(value, dict):

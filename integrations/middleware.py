@@ -112,7 +112,9 @@ class WebhookRouteMiddleware:
         response: HttpResponse = self.answer(request)
         if not isinstance(response, JsonResponse):  # Django's HTML 400/500 page: the same status, in JSON
             code, message = _ROUTE_ERRORS.get(response.status_code, ("error", "The webhook was refused."))
+            logged = getattr(response, "_has_been_logged", False)
             response = JsonResponse({"error": code, "message": message}, status=response.status_code)
+            response._has_been_logged = logged  # type: ignore[attr-defined]  # Django logged it once already
         if not response.has_header("Content-Length"):  # as CommonMiddleware sets it for the others
             response.headers["Content-Length"] = str(len(response.content))
         return response

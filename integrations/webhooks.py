@@ -125,7 +125,7 @@ def _within_depth(value: object, max_depth: int) -> bool:
 def _storage_problem(text: str, payload: object) -> str | None:
     """``exactjson.storage_problem(payload)``, without walking every string of a large body when
     its text cannot hold a NUL or a lone surrogate and it is shallow; else the full check. (Numbers
-    that cannot be stored never get here: ``exactjson.loads`` refuses them while parsing.)"""
+    that cannot be stored never get here: ``exactjson.loads(storable=True)`` refuses them.)"""
     if not _SUSPECT_ESCAPE.search(text) and _within_depth(payload, exactjson.MAX_DEPTH):
         return None
     return exactjson.storage_problem(payload)
@@ -139,7 +139,7 @@ def _decode(body: bytes) -> object:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        payload = exactjson.loads(text)
+        payload = exactjson.loads(text, storable=True)
     except json.JSONDecodeError as exc:
         raise SourceError(
             400, "invalid_json", f"Invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}."

@@ -19,23 +19,20 @@ from typing import Any
 JSONValue = Any
 
 
-class ExactJSONDecoder(json.JSONDecoder):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["parse_float"] = _decimal
-        kwargs["parse_constant"] = _refuse_constant
-        super().__init__(*args, **kwargs)
-
-
 class NumberOutOfRange(ValueError):
-    """A JSON number that cannot be stored and read back (see ``number_problem``), or that no
-    Decimal can hold at all."""
+    """A JSON number no Decimal can hold, or (when parsing input to store) one that cannot be
+    stored and read back: see ``number_problem``."""
 
 
 def _decimal(text: str) -> Decimal:
     try:
-        value = Decimal(text)
+        return Decimal(text)
     except ArithmeticError:  # an exponent beyond what Decimal can hold at all (1e99999999999999999999)
         raise NumberOutOfRange(f"the number {text[:40]}{'…' if len(text) > 40 else ''} is out of range") from None
+
+
+def _storable_decimal(text: str) -> Decimal:
+    value = _decimal(text)
     # Without an exponent, a number this short fits; checking only the rest keeps parsing fast.
     if len(text) > 100 or "e" in text or "E" in text:
         problem = number_problem(value)
@@ -44,17 +41,35 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
+class ExactJSONDecoder(json.JSONDecoder):
+    """Reads any JSON exactly: stored rows, partner answers."""
+
+    parse_number = staticmethod(_decimal)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["parse_float"] = type(self).parse_number
+        kwargs["parse_constant"] = _refuse_constant
+        super().__init__(*args, **kwargs)
+
+
+class StorableJSONDecoder(ExactJSONDecoder):
+    """For input about to be stored (webhooks, imports, edits): also refuses, with
+    ``NumberOutOfRange``, a number that could not be stored and read back."""
+
+    parse_number = staticmethod(_storable_decimal)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def loads(text: str | bytes) -> JSONValue:
+def loads(text: str | bytes, *, storable: bool = False) -> JSONValue:
     """Parse JSON exactly. Raises ``json.JSONDecodeError`` (with line/column) on bad input,
-    ``NumberOutOfRange`` for a number that cannot be stored (see ``number_problem``) and
-    ``ValueError`` for a constant (NaN, Infinity)."""
+    ``NumberOutOfRange`` for a number no Decimal holds (with ``storable``, also for one that
+    cannot be stored and read back) and ``ValueError`` for a constant (NaN, Infinity)."""
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    return json.loads(text, cls=ExactJSONDecoder)
+    return json.loads(text, cls=StorableJSONDecoder if storable else ExactJSONDecoder)
 
 
 def _encode(value: JSONValue, out: list[str], sort_keys: bool) -> None:
@@ -182,23 +197,22 @@ class ExactJSONEncoder(json.JSONEncoder):
 
 
 MAX_DEPTH = 64
-# Digits before and after the point of a number that can be stored and read back. After the
-# point, PostgreSQL's numeric (and so a jsonb number) holds 16,383. Before it, numeric holds
-# 131,072, but jsonb gives a number back without its exponent (1e5000 as 5,001 digits), and
-# Python reads an integer of more than 4,300 digits only if told to: a payload stored with one
-# could not be read again.
-MAX_INTEGER_DIGITS = 4_300
+# What a number may have and still be stored and read back. PostgreSQL's numeric (and so a jsonb
+# number) holds 16,383 digits after the point and 131,072 before it. jsonb gives a number back
+# without its exponent, and one with nothing after the point comes back as an integer (1e5000 as
+# 5,001 digits), which Python reads only up to 4,300 digits.
 MAX_FRACTION_DIGITS = 16_383
+MAX_INTEGER_DIGITS = 131_072
+MAX_WHOLE_NUMBER_DIGITS = 4_300
 
 
 def storage_problem(value: JSONValue, max_depth: int = MAX_DEPTH) -> str | None:
     """Why a parsed payload cannot be stored and shown safely, or None.
 
-    PostgreSQL refuses U+0000 and unpaired surrogates in text and jsonb, and numbers with more
-    digits after the point than its numeric holds (too many before it would not read back);
-    payloads nested deeper than
-    ``max_depth`` would exhaust the stack of every recursive step after parsing (hashing,
-    rendering). Iterative, so it cannot overflow itself."""
+    PostgreSQL refuses U+0000 and unpaired surrogates in text and jsonb, and numbers beyond its
+    numeric; some whole numbers it stores would not read back (``number_problem``). Payloads
+    nested deeper than ``max_depth`` would exhaust the stack of every recursive step after
+    parsing (hashing, rendering). Iterative, so it cannot overflow itself."""
     stack: list[tuple[JSONValue, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -224,19 +238,21 @@ def storage_problem(value: JSONValue, max_depth: int = MAX_DEPTH) -> str | None:
 
 
 def number_problem(value: Decimal) -> str | None:
-    """Why ``value`` cannot be stored and read back (see MAX_INTEGER_DIGITS), or None. Counted from
-    its digits and exponent, so a huge exponent costs nothing to check."""
+    """Why ``value`` cannot be stored and read back (see MAX_FRACTION_DIGITS), or None. Counted
+    from its digits and exponent, so a huge exponent costs nothing to check."""
     if not value.is_finite():
         return f"the number {value} is not a finite number"
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)  # finite
     if -exponent > MAX_FRACTION_DIGITS:
         return f"a number has {-exponent:,} digits after the point; at most {MAX_FRACTION_DIGITS:,} can be stored"
-    if len(digits) + exponent > MAX_INTEGER_DIGITS:
-        return (
-            f"a number has {len(digits) + exponent:,} digits before the point; "
-            f"at most {MAX_INTEGER_DIGITS:,} can be stored"
-        )
+    if value.is_zero():
+        return None  # stored as 0 (with its digits after the point)
+    before = len(digits) + exponent
+    if exponent >= 0 and before > MAX_WHOLE_NUMBER_DIGITS:
+        return f"a whole number has {before:,} digits; at most {MAX_WHOLE_NUMBER_DIGITS:,} can be stored and read back"
+    if before > MAX_INTEGER_DIGITS:
+        return f"a number has {before:,} digits before the point; at most {MAX_INTEGER_DIGITS:,} can be stored"
     return None
 
 

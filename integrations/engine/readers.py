@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, BinaryIO, Final
 
-from integrations.engine.exactjson import ExactJSONDecoder
+from integrations.engine.exactjson import StorableJSONDecoder
 
 __all__ = [
     "FORMATS",
@@ -608,7 +608,7 @@ class RecordReader(Iterator[Row | RowError]):
     def _read_jsonl(self, text: _Text, first: str) -> Iterator[Row | RowError]:
         progress = self.progress
         lines = _Lines(text, _newline(first))
-        decoder = ExactJSONDecoder()
+        decoder = StorableJSONDecoder()
         number = 0
         for raw in lines:
             number += 1
@@ -840,7 +840,7 @@ class _BrokenString(_Broken):
 class _JSONArray:
     """Streams the elements of ``[...]`` or ``{"records": [...]}``.
 
-    Each element is parsed in place with ``ExactJSONDecoder.raw_decode``; only when that fails does
+    Each element is parsed in place with ``StorableJSONDecoder.raw_decode``; only when that fails does
     a small splitter (strings, escapes, bracket nesting) find where the element ends, so a malformed
     element becomes a RowError and reading continues after it. When the splitter cannot tell (brackets
     that do not match, the file ending inside an element) the file gets a ReaderError with the position.
@@ -851,7 +851,7 @@ class _JSONArray:
         self.pieces = text.pieces()
         self.progress = progress
         self.records_key = records_key
-        self.decoder = ExactJSONDecoder()
+        self.decoder = StorableJSONDecoder()
         self.buf = ""
         self.pos = 0
         self.base = 0  # absolute character index of buf[0]

@@ -36,12 +36,11 @@ def check_timestamp(raw: str | None, *, now: float, tolerance: int, header: str)
     if not text.isascii() or not text.isdigit() or len(text) > MAX_TIMESTAMP_DIGITS:
         raise SourceError(401, "bad_timestamp", f"{header} must be unix seconds, got {raw[:40]!r}.")
     ts = int(text)
-    skew = int(now) - ts
-    if abs(skew) > tolerance:
+    if abs(now - ts) > tolerance:
         raise SourceError(
             401,
             "stale_timestamp",
-            f"{header} is {skew} s away from our clock; at most {tolerance} s is accepted.",
+            f"{header} is {int(now - ts)} s away from our clock; at most {tolerance} s is accepted.",
         )
     return ts
 

@@ -823,7 +823,7 @@ def test_a_number_that_cannot_be_stored_is_a_row_error_and_the_other_lines_are_r
     items, progress = read(b'{"id": 1, "v": 1e999999}\n{"id": 2, "v": 1.5}\n', name="batch.jsonl")
 
     assert items == [
-        RowError(1, "invalid JSON: a number has 1,000,000 digits before the point; at most 4,300 can be stored"),
+        RowError(1, "invalid JSON: a whole number has 1,000,000 digits; at most 4,300 can be stored and read back"),
         Row(2, {"id": 2, "v": Decimal("1.5")}),
     ]
     assert (progress.rows, progress.errors) == (1, 1)

@@ -86,17 +86,20 @@ def test_a_webhook_answer_carries_the_security_headers_its_length_and_request_id
     assert "Vary" not in response
 
 
-def test_a_webhook_for_a_host_not_allowed_is_refused_before_anything_is_answered(db):
+def test_a_webhook_for_a_host_not_allowed_is_refused_before_anything_is_answered(db, caplog):
     # WooCommerce's ping is answered before any signature check (which would itself read the host).
     make_integration(slug="route-shop", partner_url="http://127.0.0.1:9", spec=CONTACT_SPEC, source_kind="woocommerce")
     headers, body = woocommerce.ping_request(12)
     client = Client()
     allowed = client.post("/hooks/route-shop/", data=body, content_type=headers["Content-Type"])
     assert allowed.status_code == 200
-    refused = client.post(
-        "/hooks/route-shop/", data=body, content_type=headers["Content-Type"], headers={"Host": "evil.example"}
-    )
+    with caplog.at_level(logging.INFO):
+        refused = client.post(
+            "/hooks/route-shop/", data=body, content_type=headers["Content-Type"], headers={"Host": "evil.example"}
+        )
     assert refused.status_code == 400
+    # Django's security log says it once; no second "Bad Request" line for the JSON body.
+    assert [r.name for r in caplog.records if r.name.startswith("django.")] == ["django.security.DisallowedHost"]
     # Django's own refusal, given a JSON body like every webhook answer, with its length.
     assert as_json(refused)["error"] == "bad_request"
     assert int(refused["Content-Length"]) == len(refused.content)
@@ -140,7 +143,10 @@ def test_a_crash_in_the_webhook_is_a_logged_500_with_its_request_id_and_length(h
         got_request_exception.disconnect(note)
     assert response.status_code == 500
     assert crashed == [f"/hooks/{hook.slug}/"]
-    assert any(r.name == "django.request" and r.levelname == "ERROR" for r in caplog.records)
+    # Logged once, with its traceback (the JSON body that replaces Django's page is not logged again).
+    errors = [r for r in caplog.records if r.name == "django.request" and r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert errors[0].exc_info
     assert response["X-Request-ID"] == "partner-req-boom1"
     assert int(response["Content-Length"]) == len(response.content)
     assert as_json(response)["error"] == "server_error"
