@@ -40,7 +40,7 @@ from integrations.sources.base import (
     text_id,
 )
 from integrations.sources.registry import register
-from integrations.sources.signing import any_matches, b64, b64decode_or_none, hmac_sha256
+from integrations.sources.signing import any_matches, b64, b64decode_or_none, hmac_sha256, plain_digits
 
 MAX_TIMESTAMP_DIGITS = 16
 _DECODED = {
@@ -109,11 +109,12 @@ class HubSpotSource:
         raw_ts = (headers.get("X-HubSpot-Request-Timestamp") or "").strip()
         if not raw_ts:
             raise SourceError(401, "missing_timestamp", "Missing X-HubSpot-Request-Timestamp header.")
-        if not raw_ts.isascii() or not raw_ts.isdigit() or len(raw_ts) > MAX_TIMESTAMP_DIGITS:
+        stamp_ms = plain_digits(raw_ts, MAX_TIMESTAMP_DIGITS)
+        if stamp_ms is None:
             raise SourceError(
                 401, "bad_timestamp", f"X-HubSpot-Request-Timestamp must be unix milliseconds, got {raw_ts[:40]!r}."
             )
-        skew_ms = now * 1000 - int(raw_ts)
+        skew_ms = now * 1000 - stamp_ms
         if abs(skew_ms) > tolerance * 1000:
             raise SourceError(
                 401,

@@ -29,13 +29,20 @@ def any_matches(expected: list[bytes], given: list[bytes]) -> bool:
 MAX_TIMESTAMP_DIGITS = 12
 
 
+def plain_digits(text: str, max_digits: int) -> int | None:
+    """``text`` as a number if it is nothing but at most ``max_digits`` ASCII digits (no sign,
+    underscore or other script's digits, which ``int()`` would take), else None."""
+    if text.isascii() and text.isdigit() and len(text) <= max_digits:
+        return int(text)
+    return None
+
+
 def check_timestamp(raw: str | None, *, now: float, tolerance: int, header: str) -> int:
     if raw is None or raw.strip() == "":
         raise SourceError(401, "missing_timestamp", f"Missing {header} header.")
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > MAX_TIMESTAMP_DIGITS:
+    ts = plain_digits(raw.strip(), MAX_TIMESTAMP_DIGITS)
+    if ts is None:
         raise SourceError(401, "bad_timestamp", f"{header} must be unix seconds, got {raw[:40]!r}.")
-    ts = int(text)
     if abs(now - ts) > tolerance:
         raise SourceError(
             401,

@@ -38,18 +38,26 @@ def test_a_timestamp_that_is_not_plain_unix_seconds_is_a_bad_timestamp(raw):
     assert len(info.value.message) < 120  # the header is not echoed whole
 
 
-def test_a_long_timestamp_is_401_for_the_kinds_that_sign_one():
-    body = b'{"id": "cus_1", "object": "customer"}'
-    stripe = stripe_sign("whsec_x", timestamp=NOW, body=body)
-    stripe["Stripe-Signature"] = stripe["Stripe-Signature"].replace(f"t={NOW}", f"t={LONG}")
-    standard = standard_sign("whsec_" + "A" * 32, msg_id="msg_1", timestamp=NOW, body=body)
-    standard["webhook-timestamp"] = LONG
-    for kind, headers, secret in (
-        ("stripe", stripe, "whsec_x"),
-        ("standard_webhooks", standard, "whsec_" + "A" * 32),
-    ):
-        exc = refusal(lambda: receive(registry.get(kind), body=body, headers=headers, secrets=[secret]))  # noqa: B023
-        assert (exc.status, exc.code) == (401, "bad_timestamp"), kind
+BODY = b'{"id": "cus_1", "object": "customer"}'
+STANDARD_SECRET = "whsec_" + "A" * 32
+
+
+def _stripe_long() -> dict[str, str]:
+    headers = stripe_sign("whsec_x", timestamp=NOW, body=BODY)
+    return {"Stripe-Signature": headers["Stripe-Signature"].replace(f"t={NOW}", f"t={LONG}")}
+
+
+def _standard_long() -> dict[str, str]:
+    return standard_sign(STANDARD_SECRET, msg_id="msg_1", timestamp=NOW, body=BODY) | {"webhook-timestamp": LONG}
+
+
+@pytest.mark.parametrize(
+    ("kind", "headers", "secret"),
+    [("stripe", _stripe_long, "whsec_x"), ("standard_webhooks", _standard_long, STANDARD_SECRET)],
+)
+def test_a_long_timestamp_is_401_for_the_kinds_that_sign_one(kind, headers, secret):
+    exc = refusal(lambda: receive(registry.get(kind), body=BODY, headers=headers(), secrets=[secret]))
+    assert (exc.status, exc.code) == (401, "bad_timestamp")
 
 
 def test_a_long_timestamp_on_the_webhook_is_401_in_json_and_nothing_is_stored(hook):
